@@ -1,0 +1,42 @@
+# grlib: `make report` (the main job) and `make test` (the whole suite).
+# Both create .venv on first use and install grlib with the pinned CPU torch.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.grlib-installed
+SCRATCH := $(CURDIR)/.scratch
+# keep Jupyter, IPython and matplotlib state inside the project (not in ~)
+export JUPYTER_CONFIG_DIR  := $(SCRATCH)/jupyter/config
+export JUPYTER_DATA_DIR    := $(SCRATCH)/jupyter/data
+export JUPYTER_RUNTIME_DIR := $(SCRATCH)/jupyter/runtime
+export IPYTHONDIR          := $(SCRATCH)/ipython
+export MPLCONFIGDIR        := $(SCRATCH)/matplotlib
+export PYTHONUNBUFFERED    := 1
+
+.PHONY: install test report compare data bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt torch==2.13.0
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[notebooks,dev]"
+	touch $(STAMP)
+
+test: install
+	mkdir -p $(SCRATCH)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -ra
+
+report: compare
+
+compare: install
+	$(VENV)/bin/grlib compare
+
+data: install
+	$(VENV)/bin/grlib data fetch
+
+bench: install
+	$(PY) benchmarks/bench_step.py
+
+clean:
+	rm -rf $(SCRATCH) reports .pytest_cache

@@ -1,0 +1,455 @@
+"""Losses with per-example values and per-example emphasis, selectable by name.
+
+Every loss is a ``torch.nn.Module`` called as ``loss(logits, targets)`` with
+``logits`` of shape ``[B, C]`` (float) and ``targets`` of shape ``[B]``
+(integer class indices in ``[0, C)``).  ``loss.details(logits, targets)``
+returns a :class:`LossOutput` with the per-example values (attached to the
+graph) and the per-example diagnostics (detached): the probability of the
+labelled class, the gradient magnitude each example receives, and the
+emphasis weight normalised over the batch.
+
+Reductions (``reduction=`` on every loss):
+
+* ``"none"``: the per-example values, shape ``[B]``.
+* ``"mean"`` (default): their mean.  For CE this is PyTorch's usual mean.
+* ``"sum"``: their sum.
+
+For GR the per-example value is ``B * w_i * c_i * s / 2 * m_i`` (see
+:class:`GRLoss`), so that ``"mean"`` is the paper's objective: the logit
+gradient magnitudes ``||dL/dz_i||_1 = w_i * c_i * s`` sum to ``s`` (1 by
+default) over the batch, whatever the batch size.  ``"sum"`` is ``B`` times
+that.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._checks import check_choice, check_real
+from .emphasis import check_gr_params, check_q
+
+__all__ = [
+    "LossOutput", "EmphasisLoss", "CELoss", "MAELoss", "MSELoss", "GCELoss", "SCELoss", "NCERCELoss",
+    "GRLoss", "LOSSES", "get_loss", "loss_names", "check_logits_targets", "REDUCTIONS",
+]
+
+REDUCTIONS = ("mean", "sum", "none")
+_RCE_A = -math.log(1e-4)  # reverse CE: log of the clamped one-hot (1e-4), as in the SCE and APL papers' code
+
+
+@dataclass(frozen=True)
+class LossOutput:
+    """Per-example results of one loss evaluation on a batch (all shape ``[B]``).
+
+    values:       per-example loss values, attached to the autograd graph; the
+                  reduction of these is the loss.
+    p:            probability of the labelled class, in [0, 1] (detached).
+    magnitude:    L1 norm of the gradient of ``values[i]`` w.r.t. ``logits[i]``
+                  (detached): the emphasis the example actually receives, in the
+                  scale of the per-example values.
+    log_emphasis: log of the unnormalised emphasis (detached).  GR:
+                  ``beta * p**lam * (1 - p)``; other losses: ``log(magnitude)``.
+                  Stored in log form because ``exp`` overflows for large beta.
+    weight:       emphasis normalised over the batch, sums to 1 (detached).  GR:
+                  the EDF softmax ``w_i`` of the paper; other losses:
+                  ``magnitude / magnitude.sum()``.  Higher means emphasised more.
+    """
+
+    values: torch.Tensor
+    p: torch.Tensor
+    magnitude: torch.Tensor
+    log_emphasis: torch.Tensor
+    weight: torch.Tensor
+
+    @property
+    def emphasis(self) -> torch.Tensor:
+        """Unnormalised emphasis ``exp(log_emphasis)`` (may overflow for huge beta)."""
+        return torch.exp(self.log_emphasis)
+
+
+def check_logits_targets(logits, targets) -> None:
+    """Validate a ``(logits, targets)`` pair; raise TypeError/ValueError naming the problem."""
+    if not isinstance(logits, torch.Tensor) or not torch.is_floating_point(logits):
+        raise TypeError(f"logits must be a floating-point torch.Tensor of shape [B, C], got "
+                        f"{type(logits).__name__}{'' if not isinstance(logits, torch.Tensor) else ' ' + str(logits.dtype)}")
+    if logits.ndim != 2:
+        raise ValueError(f"logits must have shape [B, C], got shape {tuple(logits.shape)}")
+    if logits.shape[1] < 2:
+        raise ValueError(f"logits must have at least 2 classes (C >= 2), got C={logits.shape[1]}")
+    if not isinstance(targets, torch.Tensor):
+        raise TypeError(f"targets must be a torch.Tensor of integer class indices, got {type(targets).__name__}")
+    if torch.is_floating_point(targets) or torch.is_complex(targets) or targets.dtype == torch.bool:
+        raise TypeError(f"targets must hold integer class indices (e.g. torch.long), got dtype {targets.dtype}")
+    if targets.ndim != 1 or targets.shape[0] != logits.shape[0]:
+        raise ValueError(f"targets must have shape [B] matching logits [B, C]; got targets {tuple(targets.shape)} "
+                         f"and logits {tuple(logits.shape)}")
+    if targets.numel() == 0:
+        raise ValueError("logits and targets are empty (B=0); a loss needs at least one example")
+    lo, hi = int(targets.min()), int(targets.max())
+    if lo < 0 or hi >= logits.shape[1]:
+        raise ValueError(f"targets must lie in [0, {logits.shape[1] - 1}] (C={logits.shape[1]} classes); "
+                         f"got values in [{lo}, {hi}]")
+
+
+class _Parts:
+    """Shared log-space quantities of a batch, computed once."""
+
+    def __init__(self, logits: torch.Tensor, targets: torch.Tensor, need_other: bool):
+        self.logits = logits
+        self.targets = targets
+        self.lse = torch.logsumexp(logits, dim=1)
+        self.z_y = logits.gather(1, targets[:, None]).squeeze(1)
+        self.logp_y = self.z_y - self.lse
+        if need_other:
+            onehot = F.one_hot(targets, logits.shape[1]).bool()
+            self.onehot = onehot
+            # logsumexp over the classes other than the labelled one
+            self.lse_other = torch.logsumexp(logits.masked_fill(onehot, float("-inf")), dim=1)
+            # log(1 - p_y) in log space: never 1 - softmax (method.md)
+            self.log1mp = self.lse_other - self.lse
+        else:
+            self.onehot = None
+            self.lse_other = None
+            self.log1mp = None
+
+    def one_minus_p(self) -> torch.Tensor:
+        if self.log1mp is not None:
+            return torch.exp(self.log1mp)
+        return -torch.expm1(self.logp_y)
+
+
+class EmphasisLoss(nn.Module):
+    """Base class: a loss made of per-example values, reduced last.
+
+    Subclasses implement ``_values(parts)`` (attached) and
+    ``_magnitude(parts)`` (detached L1 norm of the per-example logit gradient).
+    """
+
+    name = "base"
+    _needs_other = True
+
+    def __init__(self, *, reduction: str = "mean"):
+        super().__init__()
+        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
+
+    # -- public API ---------------------------------------------------------
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        check_logits_targets(logits, targets)
+        parts = _Parts(logits, targets, self._needs_other)
+        return self._reduce(self._values(parts))
+
+    def details(self, logits: torch.Tensor, targets: torch.Tensor, *, validate: bool = True) -> LossOutput:
+        """Per-example values and diagnostics (see :class:`LossOutput`).
+
+        ``validate=False`` skips the argument checks (for a training loop that
+        validated its labels once).
+        """
+        if validate:
+            check_logits_targets(logits, targets)
+        parts = _Parts(logits, targets, True)
+        values = self._values(parts)
+        with torch.no_grad():
+            p = torch.exp(parts.logp_y.detach())
+            magnitude, log_emph, weight = self._diagnostics(parts)
+        return LossOutput(values=values, p=p, magnitude=magnitude, log_emphasis=log_emph, weight=weight)
+
+    def reduce(self, values: torch.Tensor) -> torch.Tensor:
+        """Apply this loss's reduction to per-example values."""
+        return self._reduce(values)
+
+    def extra_repr(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{params}, reduction={self.reduction!r}" if params else f"reduction={self.reduction!r}"
+
+    def params(self) -> dict:
+        """The loss's own parameters (without reduction), JSON-serialisable."""
+        return {}
+
+    # -- internals ----------------------------------------------------------
+    def _reduce(self, values: torch.Tensor) -> torch.Tensor:
+        if self.reduction == "mean":
+            return values.mean()
+        if self.reduction == "sum":
+            return values.sum()
+        return values
+
+    def _values(self, parts: _Parts) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _magnitude(self, parts: _Parts) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _diagnostics(self, parts: _Parts):
+        magnitude = self._magnitude(parts)
+        total = magnitude.sum()
+        weight = magnitude / total if total > 0 else torch.full_like(magnitude, 1.0 / magnitude.numel())
+        return magnitude, torch.log(magnitude), weight
+
+    @staticmethod
+    def _probs(parts: _Parts) -> torch.Tensor:
+        return torch.exp(parts.logits.detach() - parts.lse.detach()[:, None])
+
+    @staticmethod
+    def _l1_of_softmax_grad(parts: _Parts, grad_wrt_p: torch.Tensor) -> torch.Tensor:
+        """L1 norm of ``J^T a`` where ``J`` is the softmax Jacobian: ``g = p * (a - <p, a>)``."""
+        p = EmphasisLoss._probs(parts)
+        g = p * (grad_wrt_p - (p * grad_wrt_p).sum(dim=1, keepdim=True))
+        return g.abs().sum(dim=1)
+
+
+class CELoss(EmphasisLoss):
+    """Categorical cross entropy ``-log p``; emphasis ``2 (1 - p)``."""
+
+    name = "ce"
+    _needs_other = False
+
+    def _values(self, parts):
+        return -parts.logp_y
+
+    def _magnitude(self, parts):
+        return 2.0 * parts.one_minus_p().detach()
+
+
+class MAELoss(EmphasisLoss):
+    """Mean absolute error ``||onehot - p||_1 = 2 (1 - p)``; emphasis ``4 p (1 - p)``."""
+
+    name = "mae"
+
+    def _values(self, parts):
+        return 2.0 * parts.one_minus_p()
+
+    def _magnitude(self, parts):
+        p = torch.exp(parts.logp_y.detach())
+        return 4.0 * p * parts.one_minus_p().detach()
+
+
+class MSELoss(EmphasisLoss):
+    """Mean squared error ``||onehot - p||_2^2``; its emphasis depends on all of p."""
+
+    name = "mse"
+
+    def _values(self, parts):
+        p = torch.exp(parts.logits - parts.lse[:, None])
+        others = (p * p).masked_fill(parts.onehot, 0.0).sum(dim=1)
+        return parts.one_minus_p() ** 2 + others
+
+    def _magnitude(self, parts):
+        p = self._probs(parts)
+        a = 2.0 * (p - parts.onehot.to(p.dtype))
+        return self._l1_of_softmax_grad(parts, a)
+
+
+class GCELoss(EmphasisLoss):
+    """Generalised cross entropy ``(1 - p^q) / q`` (Zhang & Sabuncu 2018); emphasis ``2 p^q (1 - p)``.
+
+    ``q`` in (0, 1]: ``q -> 0`` is CE, ``q = 1`` is MAE / 2.
+    """
+
+    name = "gce"
+
+    def __init__(self, *, q: float = 0.7, reduction: str = "mean"):
+        super().__init__(reduction=reduction)
+        self.q = check_q(q)
+
+    def params(self):
+        return {"q": self.q}
+
+    def _values(self, parts):
+        return -torch.expm1(self.q * parts.logp_y) / self.q
+
+    def _magnitude(self, parts):
+        return 2.0 * torch.exp(self.q * parts.logp_y.detach()) * parts.one_minus_p().detach()
+
+
+class SCELoss(EmphasisLoss):
+    """Symmetric cross entropy ``alpha * CE + beta * RCE`` (Wang et al., ICCV 2019).
+
+    RCE, the reverse CE with the one-hot clamped at 1e-4, equals
+    ``-log(1e-4) * (1 - p)``.  Emphasis ``(alpha + beta * A * p) * 2 (1 - p)``
+    with ``A = -log(1e-4)``.  Defaults are the paper's CIFAR-10 values.
+    """
+
+    name = "sce"
+
+    def __init__(self, *, alpha: float = 0.1, beta: float = 1.0, reduction: str = "mean"):
+        super().__init__(reduction=reduction)
+        self.alpha = check_real("alpha", alpha, low=0.0)
+        self.beta = check_real("beta", beta, low=0.0)
+
+    def params(self):
+        return {"alpha": self.alpha, "beta": self.beta}
+
+    def _values(self, parts):
+        return self.alpha * (-parts.logp_y) + self.beta * _RCE_A * parts.one_minus_p()
+
+    def _magnitude(self, parts):
+        p = torch.exp(parts.logp_y.detach())
+        return (self.alpha + self.beta * _RCE_A * p) * 2.0 * parts.one_minus_p().detach()
+
+
+class NCERCELoss(EmphasisLoss):
+    """Active-passive loss NCE+RCE (Ma et al., ICML 2020): ``alpha * NCE + beta * RCE``.
+
+    ``NCE = log p_y / sum_k log p_k`` (normalised CE, in [0, 1]); RCE as in
+    :class:`SCELoss`.  Defaults are the paper's CIFAR-10 values.
+    """
+
+    name = "nce+rce"
+
+    def __init__(self, *, alpha: float = 1.0, beta: float = 1.0, reduction: str = "mean"):
+        super().__init__(reduction=reduction)
+        self.alpha = check_real("alpha", alpha, low=0.0)
+        self.beta = check_real("beta", beta, low=0.0)
+
+    def params(self):
+        return {"alpha": self.alpha, "beta": self.beta}
+
+    def _values(self, parts):
+        logp = parts.logits - parts.lse[:, None]
+        nce = parts.logp_y / logp.sum(dim=1)
+        return self.alpha * nce + self.beta * _RCE_A * parts.one_minus_p()
+
+    def _magnitude(self, parts):
+        logits = parts.logits.detach()
+        u = logits - parts.lse.detach()[:, None]            # log p, [B, C]
+        p = torch.exp(u)
+        s = u.sum(dim=1, keepdim=True)                      # sum_k log p_k < 0
+        u_y = parts.logp_y.detach()[:, None]
+        onehot = parts.onehot.to(u.dtype)
+        b = onehot / s - u_y / s**2                         # d NCE / d log p
+        g_nce = b - p * b.sum(dim=1, keepdim=True)          # d NCE / d z
+        p_y = torch.exp(u_y)
+        g_rce = _RCE_A * p_y * (p - onehot)                 # d RCE / d z
+        return (self.alpha * g_nce + self.beta * g_rce).abs().sum(dim=1)
+
+
+GR_SCALES = ("unit", "ce")
+
+
+class GRLoss(EmphasisLoss):
+    """Emphasis regularisation by gradient rescaling (Wang et al., arXiv 1905.11233).
+
+    Weights (the emphasis density function, EDF), over the mini-batch::
+
+        w_i = softmax_i( beta * p_i**lam * (1 - p_i) )          (no gradient)
+
+    GR keeps the CE gradient's direction and sets its magnitude to ``w_i``::
+
+        dL/dz_i = w_i * (p_i_vec - onehot(y_i)) / (2 (1 - p_i))
+
+    computed exactly through the surrogate ``m_i = logsumexp_{j != y_i} z_ij -
+    z_iy_i``, whose logit gradient is ``(p - onehot) / (1 - p_y)`` with no
+    division, so it is finite for any logits.  The rescale factor
+    ``1 / (2 (1 - p_i))`` is bounded by the cap (method.md): the per-example
+    value is ::
+
+        value_i = B * w_i * c_i * s / 2 * m_i,   c_i = min(1, 2 (1 - p_i) / cap)
+
+    with ``w_i``, ``c_i`` and ``s`` constants.  Wherever ``2 (1 - p_i) >= cap``
+    the gradient equals the paper's formula (times ``s``); beyond, it fades like
+    CE's.  ``reduction="mean"`` gives per-batch gradient magnitudes summing to
+    ``s`` (the paper's convention for ``s = 1``).
+
+    Parameters
+    ----------
+    lam : float >= 0
+        Emphasis mode: the EDF peaks at ``p = lam / (1 + lam)``.  0 emphasises
+        the hardest examples (like CE); 1 is IMAE (peak at 0.5); larger values
+        focus on easier examples, which the paper finds best at higher noise.
+    beta : float >= 0
+        Emphasis spread: 0 gives every example the same weight; larger values
+        make the weighting more selective.
+    cap : float in (0, 2]
+        Bound of the rescale factor (``delta`` in method.md).  Default 1e-3: the
+        exact, uncapped gradient keeps magnitude ``w_i`` for examples already
+        fitted and blew up a ReLU network in tests; the authors' float32 Caffe
+        layer only survived because ``1 - p`` rounds to 0.  With ``cap=1e-3``
+        the factor is exact for every example with ``p <= 0.9995``.
+    scale : "unit", "ce" or float > 0
+        Total gradient magnitude per batch.  ``"unit"`` (default, the paper):
+        magnitudes sum to 1.  ``"ce"``: they sum to the batch mean of ``2 (1 -
+        p_i)``, the total that mean-reduced CE gives the same batch, so GR and
+        CE can be compared at one learning rate.  A number multiplies "unit".
+    """
+
+    name = "gr"
+
+    def __init__(self, *, lam: float = 1.0, beta: float = 8.0, cap: float = 1e-3, scale="unit",
+                 reduction: str = "mean"):
+        super().__init__(reduction=reduction)
+        self.lam, self.beta = check_gr_params(lam, beta)
+        self.cap = check_real("cap", cap, low=0.0, high=2.0, low_open=True)
+        if isinstance(scale, str):
+            check_choice("scale", scale, GR_SCALES)
+        else:
+            scale = check_real("scale", scale, low=0.0, low_open=True)
+        self.scale = scale
+
+    def params(self):
+        return {"lam": self.lam, "beta": self.beta, "cap": self.cap, "scale": self.scale}
+
+    def _weights(self, parts):
+        """Detached (score, w, c, s) for the batch."""
+        with torch.no_grad():
+            logp_y = parts.logp_y.detach()
+            omp = torch.exp(parts.log1mp.detach())
+            score = self.beta * torch.exp(self.lam * logp_y) * omp
+            w = torch.softmax(score, dim=0)
+            c = torch.clamp(2.0 * omp / self.cap, max=1.0)
+            if self.scale == "unit":
+                s = torch.ones((), dtype=w.dtype, device=w.device)
+            elif self.scale == "ce":
+                s = (2.0 * omp).mean()
+            else:
+                s = torch.tensor(float(self.scale), dtype=w.dtype, device=w.device)
+        return score, w, c, s
+
+    def _values_and_weights(self, parts):
+        score, w, c, s = self._weights(parts)
+        margin = parts.lse_other - parts.z_y  # gradient: q_j (j != y), -1 (j = y); L1 norm 2
+        coef = (w.numel() * 0.5) * w * c * s
+        return coef * margin, score, w, coef
+
+    def _values(self, parts):
+        return self._values_and_weights(parts)[0]
+
+    def details(self, logits, targets, *, validate: bool = True) -> LossOutput:
+        if validate:
+            check_logits_targets(logits, targets)
+        parts = _Parts(logits, targets, True)
+        values, score, w, coef = self._values_and_weights(parts)
+        with torch.no_grad():
+            p = torch.exp(parts.logp_y.detach())
+        return LossOutput(values=values, p=p, magnitude=2.0 * coef, log_emphasis=score, weight=w)
+
+
+LOSSES: dict[str, type[EmphasisLoss]] = {
+    cls.name: cls for cls in (CELoss, MAELoss, MSELoss, GCELoss, SCELoss, NCERCELoss, GRLoss)
+}
+
+
+def loss_names() -> list[str]:
+    """The names :func:`get_loss` accepts."""
+    return list(LOSSES)
+
+
+def get_loss(name: str, **params) -> EmphasisLoss:
+    """Build a loss by name: ``"ce"``, ``"mae"``, ``"mse"``, ``"gce"``, ``"sce"``, ``"nce+rce"``, ``"gr"``.
+
+    ``params`` go to the loss's constructor (e.g. ``q`` for GCE; ``lam``,
+    ``beta``, ``cap``, ``scale`` for GR; ``reduction`` for all).
+    """
+    if not isinstance(name, str) or name.lower() not in LOSSES:
+        raise ValueError(f"loss name={name!r} is unknown; valid names: {', '.join(LOSSES)}")
+    cls = LOSSES[name.lower()]
+    import inspect
+
+    allowed = [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise TypeError(f"loss {name!r} got unknown parameter(s) {unknown}; allowed: {allowed}")
+    return cls(**params)
