@@ -1,0 +1,243 @@
+"""grlib.plotting: each helper draws what it claims, returns it, and never shows or saves."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.colors import to_rgb  # noqa: E402
+
+import grlib  # noqa: E402
+from grlib import plotting  # noqa: E402
+from grlib.figures import METHOD_COLORS  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(autouse=True)
+def _no_show_no_save(monkeypatch):
+    """Fail the test if a helper shows or saves a figure."""
+    def forbid(*args, **kwargs):
+        raise AssertionError("a plotting helper must not show or save")
+
+    monkeypatch.setattr(plt, "show", forbid)
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", forbid)
+    monkeypatch.setattr(plt, "savefig", forbid)
+
+
+def _by_gid(ax, prefix):
+    return [line for line in ax.lines if (line.get_gid() or "").startswith(prefix)]
+
+
+def _fake_result(loss="ce", epochs=6, n=200, noise_rate=0.3, seed=0):
+    """A RunResult with known records: clean examples' p rises, mislabelled ones' stays low."""
+    rng = np.random.default_rng(seed)
+    is_noisy = np.zeros(n, bool)
+    is_noisy[rng.choice(n, int(noise_rate * n), replace=False)] = True
+    t = np.linspace(0.1, 1.0, epochs)[:, None]
+    p = np.where(is_noisy, 0.1 * t, 0.9 * t) + 0.01 * rng.random((epochs, n))
+    weight = np.where(is_noisy, 0.03, 0.01) + 0.001 * rng.random((epochs, n))
+    history = {"test_acc": np.linspace(0.5, 0.8, epochs), "noisy_fit": np.linspace(0.0, 0.6, epochs)}
+    y_true = rng.integers(0, 10, n)
+    y_given = np.where(is_noisy, (y_true + 1) % 10, y_true)
+    return grlib.RunResult(config={"loss": loss, "batch_size": 64}, y_given=y_given, y_true=y_true,
+                           is_noisy=is_noisy, num_classes=10, history=history,
+                           records={"p": p.astype(np.float32), "eval_p": p.astype(np.float32),
+                                    "weight": weight.astype(np.float32)},
+                           epochs_completed=epochs)
+
+
+# -- labels and colours -------------------------------------------------------------
+def test_method_label_and_color():
+    assert plotting.method_label("gr", {"lam": 1.0, "beta": 12.0}) == "gr(lam=1, beta=12)"
+    assert plotting.method_label("gce", {"q": 0.7}) == "gce(q=0.7)"
+    assert plotting.method_label("ce", {}) == "ce"
+    assert plotting.method_color("gr") == METHOD_COLORS["gr"]
+    s = plotting.shades("#1f77b4", 3)
+    assert len(s) == 3 and np.allclose(s[-1], to_rgb("#1f77b4"))
+    assert not np.allclose(s[0], s[-1])
+
+
+# -- emphasis curves --------------------------------------------------------------
+def test_emphasis_curves_default_draws_one_line_per_method_and_returns_ax():
+    fig, ax = plt.subplots()
+    out = plotting.plot_emphasis_curves(ax)
+    assert out is ax
+    curves = _by_gid(ax, "curve:")
+    assert [c.get_label() for c in curves] == ["ce", "mae", "gce(q=0.7)", "gr(lam=1, beta=12)"]
+    assert np.allclose(to_rgb(curves[0].get_color()), to_rgb(METHOD_COLORS["ce"]))
+    assert np.allclose(to_rgb(curves[3].get_color()), to_rgb(METHOD_COLORS["gr"]))
+    # mode lines are not in the legend
+    legend_texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend_texts == ["ce", "mae", "gce(q=0.7)", "gr(lam=1, beta=12)"]
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5, 1.0, 3.0])
+def test_gr_mode_lines_at_lam_over_one_plus_lam(lam):
+    ax = plotting.plot_emphasis_curves(methods=[("gr", {"lam": lam, "beta": 8.0})])
+    (mode,) = _by_gid(ax, "mode:")
+    assert mode.get_xdata()[0] == pytest.approx(lam / (1 + lam))
+    (curve,) = _by_gid(ax, "curve:")
+    x, y = curve.get_xdata(), curve.get_ydata()
+    assert x[np.argmax(y)] == pytest.approx(lam / (1 + lam), abs=1e-3)  # grid step 1e-3
+
+
+def test_emphasis_curves_normalisations():
+    p = np.linspace(0, 1, 401)
+    methods = [("ce", {}), ("mae", {}), ("mse", {"num_classes": 10}), ("gce", {"q": 0.5})]
+    ax = plotting.plot_emphasis_curves(methods=methods, p=p, normalise="p")
+    for c in _by_gid(ax, "curve:"):
+        assert np.trapezoid(c.get_ydata(), c.get_xdata()) == pytest.approx(1.0, rel=1e-9)
+    ax = plotting.plot_emphasis_curves(methods=methods, p=p, normalise="max")
+    for c in _by_gid(ax, "curve:"):
+        assert c.get_ydata().max() == pytest.approx(1.0)
+    ax = plotting.plot_emphasis_curves(methods=[("ce", {})], p=p, normalise=None)
+    (c,) = _by_gid(ax, "curve:")
+    assert np.allclose(c.get_ydata(), 2 * (1 - p))
+    modes = [m.get_xdata()[0] for m in _by_gid(plotting.plot_emphasis_curves(methods=methods, p=p), "mode:")]
+    assert modes == pytest.approx([0.0, 0.5, 1 / 3, 0.5 / 1.5])
+
+
+def test_emphasis_curves_repeated_method_gets_shades_and_flat_gr_no_mode():
+    methods = [("gr", {"lam": 1.0, "beta": b}) for b in (0.0, 4.0, 12.0)]
+    ax = plotting.plot_emphasis_curves(methods=methods, mark_modes=True)
+    curves = _by_gid(ax, "curve:")
+    colours = [to_rgb(c.get_color()) for c in curves]
+    assert len({tuple(np.round(c, 4)) for c in colours}) == 3
+    assert np.allclose(colours[-1], to_rgb(METHOD_COLORS["gr"]))
+    assert len(_by_gid(ax, "mode:")) == 2  # beta=0 is flat: no mode
+    ax = plotting.plot_emphasis_curves(methods=methods, mark_modes=False, lw=3)
+    assert _by_gid(ax, "mode:") == [] and all(c.get_linewidth() == 3 for c in _by_gid(ax, "curve:"))
+
+
+def test_emphasis_curves_bad_arguments():
+    with pytest.raises(ValueError, match="normalise"):
+        plotting.plot_emphasis_curves(normalise="area")
+    with pytest.raises(ValueError, match="unknown"):
+        plotting.plot_emphasis_curves(methods=[("focal", {})])
+    with pytest.raises(ValueError, match="sorted"):
+        plotting.plot_emphasis_curves(p=[0.5, 0.2, 0.9])
+    with pytest.raises(ValueError, match="outside"):
+        plotting.plot_emphasis_curves(methods=[("gr", {"lam": -1.0, "beta": 1.0})])
+
+
+def test_empirical_emphasis_batch_curve_passes_through_real_weights():
+    torch.manual_seed(0)
+    logits = torch.randn(64, 10) * 3
+    targets = torch.randint(0, 10, (64,))
+    out = grlib.get_loss("gr", lam=1.0, beta=12.0).details(logits, targets)
+    ax = plotting.plot_empirical_emphasis(out.p, out.weight, name="gr", params={"lam": 1.0, "beta": 12.0})
+    (line,) = [c for c in ax.lines if c.get_gid() == "analytic"]
+    (sc,) = [c for c in ax.collections if c.get_gid() == "empirical"]
+    pts = sc.get_offsets()
+    assert len(pts) == 64
+    # the batch-scaled analytic curve goes through every example's weight
+    interp = np.interp(pts[:, 0], line.get_xdata(), line.get_ydata())
+    assert np.allclose(interp, pts[:, 1], rtol=2e-2)
+    with pytest.raises(ValueError, match="one length"):
+        plotting.plot_empirical_emphasis([0.1, 0.2], [0.3], name="ce")
+
+
+# -- histories and records -------------------------------------------------------
+def test_plot_history_one_panel_per_field_one_line_per_run():
+    results = {"ce": _fake_result("ce"), "gr(lam=1, beta=12)": _fake_result("gr")}
+    fig = plotting.plot_history(results, fields=("test_acc", "noisy_fit", "test_acc"))
+    assert isinstance(fig, matplotlib.figure.Figure)
+    axes = fig.axes
+    assert len(axes) == 3
+    for ax in axes:
+        assert len(ax.lines) == 2
+        assert list(ax.lines[0].get_xdata()) == list(range(1, 7))
+    assert np.allclose(axes[1].lines[1].get_ydata(), results["gr(lam=1, beta=12)"].history["noisy_fit"])
+    assert np.allclose(to_rgb(axes[0].lines[0].get_color()), to_rgb(METHOD_COLORS["ce"]))
+    fig2, given = plt.subplots(1, 2)
+    assert plotting.plot_history(results, axes=given) is fig2
+    with pytest.raises(ValueError, match="axes"):
+        plotting.plot_history(results, axes=given[:1])
+    with pytest.raises(KeyError, match="nope"):
+        plotting.plot_history(results, fields=("nope",))
+
+
+def test_weight_histogram_splits_clean_and_noisy():
+    res = _fake_result()
+    ax = plotting.plot_weight_histogram(res, epoch=-1, field="weight", bins=20)
+    groups = {p.get_gid() for p in ax.patches}
+    assert groups == {"clean", "noisy"}
+    clean = [p for p in ax.patches if p.get_gid() == "clean"]
+    assert np.allclose(clean[0].get_facecolor()[:3], to_rgb(METHOD_COLORS["clean"]))
+    # mislabelled examples have the larger weights in the fake run: their histogram sits to the right
+    def peak_x(group):
+        v = np.concatenate([p.get_path().vertices for p in ax.patches if p.get_gid() == group])
+        return v[np.argmax(v[:, 1]), 0]
+
+    assert peak_x("noisy") > 0.029 > 0.012 > peak_x("clean")
+    ax = plotting.plot_weight_histogram(res, epoch=2, field="p", log=True)
+    assert ax.get_xscale() == "log" and "epoch 2" in ax.get_title()
+    with pytest.raises(ValueError, match="outside"):
+        plotting.plot_weight_histogram(res, epoch=99)
+    with pytest.raises(KeyError):
+        plotting.plot_weight_histogram(res, field="magnitude")
+
+
+def test_trajectories_samples_medians_and_bands():
+    res = _fake_result(n=100)
+    ax = plotting.plot_trajectories(res, "p", n_per_group=5, quantiles=(0.25, 0.75))
+    assert len(_by_gid(ax, "sample:clean")) == 5 and len(_by_gid(ax, "sample:noisy")) == 5
+    (med_clean,) = _by_gid(ax, "median:clean")
+    arr = res.records["p"][:, ~res.is_noisy]
+    assert np.allclose(med_clean.get_ydata(), np.median(arr, axis=1))
+    assert {c.get_gid() for c in ax.collections} == {"band:clean", "band:noisy"}
+    ax = plotting.plot_trajectories(res, "weight", relative=True, n_per_group=0)
+    (med,) = _by_gid(ax, "median:noisy")
+    assert np.median(med.get_ydata()) == pytest.approx(64 * 0.0305, rel=0.05)
+    with pytest.raises(ValueError, match="quantiles"):
+        plotting.plot_trajectories(res, quantiles=(0.9, 0.1))
+    with pytest.raises(ValueError, match="relative"):
+        plotting.plot_trajectories(res, "p", relative=True)
+
+
+# -- separation ------------------------------------------------------------------
+def test_plot_roc_matches_separation_auc():
+    rng = np.random.default_rng(1)
+    is_noisy = rng.random(300) < 0.4
+    scores = rng.normal(size=300) + (~is_noisy) * 1.5
+    ax = plotting.plot_roc(scores, is_noisy, label="p")
+    (roc,) = [line for line in ax.lines if line.get_gid() == "roc"]
+    auc = np.trapezoid(roc.get_ydata(), roc.get_xdata())
+    assert auc == pytest.approx(grlib.separation_auc(scores, is_noisy), abs=1e-9)
+    assert f"{auc:.2f}" in roc.get_label()
+    plotting.plot_roc(-scores, is_noisy, ax=ax, label="-p")
+    assert sum(line.get_gid() == "chance" for line in ax.lines) == 1
+    assert sum(line.get_gid() == "roc" for line in ax.lines) == 2
+    with pytest.raises(ValueError, match="both"):
+        plotting.plot_roc(scores, np.zeros(300, bool))
+
+
+def test_plot_separation_auc_lines():
+    tables = {"ce": grlib.separation_table(_fake_result("ce")), "gr(lam=1, beta=12)": grlib.separation_table(_fake_result("gr"))}
+    ax = plotting.plot_separation_auc(tables, "auc_eval_p")
+    lines = [line for line in ax.lines if line.get_gid() in tables]
+    assert len(lines) == 2
+    assert np.allclose(lines[0].get_ydata(), tables["ce"]["auc_eval_p"])
+    assert np.allclose(to_rgb(lines[1].get_color()), to_rgb(METHOD_COLORS["gr"]))
+    with pytest.raises(KeyError, match="auc_magnitude"):
+        plotting.plot_separation_auc(tables, "auc_magnitude")
+
+
+def test_plot_image_grid():
+    imgs = np.random.default_rng(0).random((5, 64))
+    fig = plotting.plot_image_grid(imgs, titles=list("abcde"), image_shape=(8, 8), ncols=3)
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(shown) == 5 and len(fig.axes) == 6
+    assert [ax.get_title() for ax in shown] == list("abcde")
+    assert np.allclose(shown[1].images[0].get_array(), imgs[1].reshape(8, 8))
+    with pytest.raises(ValueError, match="titles"):
+        plotting.plot_image_grid(imgs, titles=["a"], image_shape=(8, 8))
+    with pytest.raises(ValueError, match="H, W"):
+        plotting.plot_image_grid(imgs)
