@@ -96,29 +96,43 @@ def check_logits_targets(logits, targets) -> None:
 
 
 class _Parts:
-    """Shared log-space quantities of a batch, computed once."""
+    """Shared log-space quantities of a batch, each computed once, on first use."""
 
-    def __init__(self, logits: torch.Tensor, targets: torch.Tensor, need_other: bool):
+    def __init__(self, logits: torch.Tensor, targets: torch.Tensor):
         self.logits = logits
         self.targets = targets
         self.lse = torch.logsumexp(logits, dim=1)
         self.z_y = logits.gather(1, targets[:, None]).squeeze(1)
         self.logp_y = self.z_y - self.lse
-        if need_other:
-            onehot = F.one_hot(targets, logits.shape[1]).bool()
-            self.onehot = onehot
-            # logsumexp over the classes other than the labelled one
-            self.lse_other = torch.logsumexp(logits.masked_fill(onehot, float("-inf")), dim=1)
-            # log(1 - p_y) in log space: never 1 - softmax (method.md)
-            self.log1mp = self.lse_other - self.lse
-        else:
-            self.onehot = None
-            self.lse_other = None
-            self.log1mp = None
+        self._onehot = None
+        self._lse_other = None
+
+    @property
+    def onehot(self) -> torch.Tensor:
+        if self._onehot is None:
+            self._onehot = torch.zeros_like(self.logits, dtype=torch.bool).scatter_(1, self.targets[:, None], True)
+        return self._onehot
+
+    @property
+    def lse_other(self) -> torch.Tensor:
+        """logsumexp over the classes other than the labelled one."""
+        if self._lse_other is None:
+            # cached, so build it with autograd on even if first asked for inside no_grad
+            with torch.set_grad_enabled(self.logits.requires_grad):
+                others = self.logits.scatter(1, self.targets[:, None], float("-inf"))
+                self._lse_other = torch.logsumexp(others, dim=1)
+        return self._lse_other
+
+    @property
+    def log1mp(self) -> torch.Tensor:
+        """log(1 - p_y) in log space: never 1 - softmax (method.md)."""
+        return self.lse_other - self.lse
 
     def one_minus_p(self) -> torch.Tensor:
-        if self.log1mp is not None:
-            return torch.exp(self.log1mp)
+        return torch.exp(self.log1mp)
+
+    def one_minus_p_fast(self) -> torch.Tensor:
+        """``-expm1(log p_y)``: accurate except within float eps of p_y = 1 (diagnostics only)."""
         return -torch.expm1(self.logp_y)
 
 
@@ -130,7 +144,6 @@ class EmphasisLoss(nn.Module):
     """
 
     name = "base"
-    _needs_other = True
 
     def __init__(self, *, reduction: str = "mean"):
         super().__init__()
@@ -139,8 +152,7 @@ class EmphasisLoss(nn.Module):
     # -- public API ---------------------------------------------------------
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         check_logits_targets(logits, targets)
-        parts = _Parts(logits, targets, self._needs_other)
-        return self._reduce(self._values(parts))
+        return self._reduce(self._values(_Parts(logits, targets)))
 
     def details(self, logits: torch.Tensor, targets: torch.Tensor, *, validate: bool = True) -> LossOutput:
         """Per-example values and diagnostics (see :class:`LossOutput`).
@@ -150,12 +162,16 @@ class EmphasisLoss(nn.Module):
         """
         if validate:
             check_logits_targets(logits, targets)
-        parts = _Parts(logits, targets, True)
+        parts = _Parts(logits, targets)
         values = self._values(parts)
         with torch.no_grad():
             p = torch.exp(parts.logp_y.detach())
             magnitude, log_emph, weight = self._diagnostics(parts)
         return LossOutput(values=values, p=p, magnitude=magnitude, log_emphasis=log_emph, weight=weight)
+
+    def unchecked(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The reduced loss without argument checks (for loops that validated their labels once)."""
+        return self._reduce(self._values(_Parts(logits, targets)))
 
     def reduce(self, values: torch.Tensor) -> torch.Tensor:
         """Apply this loss's reduction to per-example values."""
@@ -205,13 +221,12 @@ class CELoss(EmphasisLoss):
     """Categorical cross entropy ``-log p``; emphasis ``2 (1 - p)``."""
 
     name = "ce"
-    _needs_other = False
 
     def _values(self, parts):
         return -parts.logp_y
 
     def _magnitude(self, parts):
-        return 2.0 * parts.one_minus_p().detach()
+        return 2.0 * parts.one_minus_p_fast().detach()
 
 
 class MAELoss(EmphasisLoss):
@@ -395,11 +410,11 @@ class GRLoss(EmphasisLoss):
     def _weights(self, parts):
         """Detached (score, w, c, s) for the batch."""
         with torch.no_grad():
-            logp_y = parts.logp_y.detach()
-            omp = torch.exp(parts.log1mp.detach())
-            score = self.beta * torch.exp(self.lam * logp_y) * omp
+            log1mp = parts.log1mp.detach()
+            score = self.beta * torch.exp(self.lam * parts.logp_y.detach() + log1mp)  # beta p^lam (1 - p)
             w = torch.softmax(score, dim=0)
-            c = torch.clamp(2.0 * omp / self.cap, max=1.0)
+            omp = torch.exp(log1mp)
+            c = torch.clamp(omp * (2.0 / self.cap), max=1.0)
             if self.scale == "unit":
                 s = torch.ones((), dtype=w.dtype, device=w.device)
             elif self.scale == "ce":
@@ -409,8 +424,9 @@ class GRLoss(EmphasisLoss):
         return score, w, c, s
 
     def _values_and_weights(self, parts):
-        score, w, c, s = self._weights(parts)
+        # first (with autograd on): lse_other is cached on first use and must carry the graph
         margin = parts.lse_other - parts.z_y  # gradient: q_j (j != y), -1 (j = y); L1 norm 2
+        score, w, c, s = self._weights(parts)
         coef = (w.numel() * 0.5) * w * c * s
         return coef * margin, score, w, coef
 
@@ -420,7 +436,7 @@ class GRLoss(EmphasisLoss):
     def details(self, logits, targets, *, validate: bool = True) -> LossOutput:
         if validate:
             check_logits_targets(logits, targets)
-        parts = _Parts(logits, targets, True)
+        parts = _Parts(logits, targets)
         values, score, w, coef = self._values_and_weights(parts)
         with torch.no_grad():
             p = torch.exp(parts.logp_y.detach())

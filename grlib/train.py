@@ -134,6 +134,9 @@ def train(config: RunConfig | None = None, *, data: Dataset | None = None, noisy
             val_labels = add_label_noise(data.y_val, data.num_classes, config.noise, config.noise_rate,
                                          seed=config.seed + 1).labels
     n = len(noisy.labels)
+    if len(noisy.labels) and (noisy.labels.min() < 0 or noisy.labels.max() >= data.num_classes):
+        raise ValueError(f"training labels must lie in [0, {data.num_classes - 1}]; got values in "
+                         f"[{noisy.labels.min()}, {noisy.labels.max()}]")
     if n == 0:
         raise ValueError("the training split is empty; nothing to train on")
     if n != len(data.y_train):
@@ -173,7 +176,8 @@ def train(config: RunConfig | None = None, *, data: Dataset | None = None, noisy
                        model=model)
     if config.record:
         buf = {k: torch.empty(n, device=device) for k in ("p", "weight", "log_emphasis", "loss")}
-        buf_pred = torch.empty(n, dtype=torch.long, device=device)
+    # predictions from the training forward passes (cheap; the training-set metrics without an eval pass)
+    buf_pred = torch.empty(n, dtype=torch.long, device=device)
 
     from tqdm.auto import tqdm
 
@@ -183,6 +187,9 @@ def train(config: RunConfig | None = None, *, data: Dataset | None = None, noisy
     for epoch in bar:
         lr_now = opt.param_groups[0]["lr"]
         perm = torch.randperm(n, generator=gen).to(device)
+        if config.record:  # unseen examples of a partial epoch (non-finite stop) stay NaN
+            for b in buf.values():
+                b.fill_(float("nan"))
         total, seen = torch.zeros((), device=device), 0
         for step, start in enumerate(range(0, n, B), 1):
             idx = perm[start:start + B]
@@ -192,7 +199,7 @@ def train(config: RunConfig | None = None, *, data: Dataset | None = None, noisy
                 out = loss_fn.details(logits, yb, validate=False)
                 loss = loss_fn.reduce(out.values)
             else:
-                loss = loss_fn(logits, yb)
+                loss = loss_fn.unchecked(logits, yb)
             if not torch.isfinite(loss):
                 msg = (f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step} with {config.label}, "
                        f"lr={lr_now:g}; the records up to this step are kept in .result")
@@ -209,15 +216,13 @@ def train(config: RunConfig | None = None, *, data: Dataset | None = None, noisy
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if config.record:
-                with torch.no_grad():
+            with torch.no_grad():
+                buf_pred[idx] = logits.detach().argmax(1)
+                if config.record:
                     buf["p"][idx] = out.p
                     buf["weight"][idx] = out.weight
                     buf["log_emphasis"][idx] = out.log_emphasis
                     buf["loss"][idx] = out.values.detach()
-                    buf_pred[idx] = logits.detach().argmax(1)
-                    if start == 0:  # fill the parts not yet seen this epoch with NaN (for a partial stop)
-                        pass
             total += loss.detach() * idx.numel()
             seen += idx.numel()
         if sched is not None:
@@ -239,10 +244,8 @@ def train(config: RunConfig | None = None, *, data: Dataset | None = None, noisy
             p_eval, pred_train = evaluate(model, x, y)
             records["eval_p"][epoch - 1] = p_eval.cpu().numpy()
             records["eval_pred"][epoch - 1] = pred_train.cpu().numpy()
-        elif config.record:
-            pred_train = buf_pred
         else:
-            _, pred_train = evaluate(model, x)
+            pred_train = buf_pred
         _train_metrics(history, epoch, pred_train, y, y_true_t, noisy_t)
         result.epochs_completed = epoch
         if progress:

@@ -84,12 +84,13 @@ def test_nonfinite_loss_stops_with_epoch_step_and_keeps_records():
     d = grlib.load_dataset("digits", n_train=300)
     d.x_train[150:] = np.nan  # batches after the first two see NaN features
     cfg = RunConfig(epochs=3, n_train=300, batch_size=64)
-    perm_first = None
     with pytest.raises(grlib.NonFiniteLossError, match=r"non-finite loss .* at epoch 1, step \d") as ei:
         train(cfg, data=d, progress=False)
     err = ei.value
     assert err.epoch == 1 and err.step >= 1
     assert err.result.epochs_completed == 1 and err.result.records["p"].shape == (3, 300)
+    p1 = err.result.records["p"][0]
+    assert np.isnan(p1).any() or not np.isfinite(p1).all()  # the partial epoch: unseen/NaN examples stay NaN
     r = train(cfg, data=d, progress=False, on_nonfinite="stop")
     assert r.stopped.startswith("non-finite loss at epoch 1")
 
