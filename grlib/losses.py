@@ -407,40 +407,68 @@ class GRLoss(EmphasisLoss):
     def params(self):
         return {"lam": self.lam, "beta": self.beta, "cap": self.cap, "scale": self.scale}
 
-    def _weights(self, parts):
-        """Detached (score, w, c, s) for the batch."""
-        with torch.no_grad():
-            log1mp = parts.log1mp.detach()
-            score = self.beta * torch.exp(self.lam * parts.logp_y.detach() + log1mp)  # beta p^lam (1 - p)
-            w = torch.softmax(score, dim=0)
-            omp = torch.exp(log1mp)
-            c = torch.clamp(omp * (2.0 / self.cap), max=1.0)
-            if self.scale == "unit":
-                s = torch.ones((), dtype=w.dtype, device=w.device)
-            elif self.scale == "ce":
-                s = (2.0 * omp).mean()
-            else:
-                s = torch.tensor(float(self.scale), dtype=w.dtype, device=w.device)
-        return score, w, c, s
+    def _forward(self, logits, targets):
+        scale = self.scale if not isinstance(self.scale, str) else (1.0 if self.scale == "unit" else -1.0)
+        return _GRSurrogate.apply(logits, targets, self.lam, self.beta, self.cap, scale)
 
-    def _values_and_weights(self, parts):
-        # first (with autograd on): lse_other is cached on first use and must carry the graph
-        margin = parts.lse_other - parts.z_y  # gradient: q_j (j != y), -1 (j = y); L1 norm 2
-        score, w, c, s = self._weights(parts)
-        coef = (w.numel() * 0.5) * w * c * s
-        return coef * margin, score, w, coef
+    def forward(self, logits, targets):
+        check_logits_targets(logits, targets)
+        return self._reduce(self._forward(logits, targets)[0])
 
-    def _values(self, parts):
-        return self._values_and_weights(parts)[0]
+    def unchecked(self, logits, targets):
+        return self._reduce(self._forward(logits, targets)[0])
 
     def details(self, logits, targets, *, validate: bool = True) -> LossOutput:
         if validate:
             check_logits_targets(logits, targets)
-        parts = _Parts(logits, targets)
-        values, score, w, coef = self._values_and_weights(parts)
-        with torch.no_grad():
-            p = torch.exp(parts.logp_y.detach())
-        return LossOutput(values=values, p=p, magnitude=2.0 * coef, log_emphasis=score, weight=w)
+        values, logp_y, score, w, coef = self._forward(logits, targets)
+        return LossOutput(values=values, p=torch.exp(logp_y), magnitude=2.0 * coef, log_emphasis=score, weight=w)
+
+
+class _GRSurrogate(torch.autograd.Function):
+    """GR's per-example values with a closed-form backward (one fused node instead of ~20).
+
+    Forward (all in log space)::
+
+        m_i    = logsumexp_{j != y} z_ij - z_iy                 (the surrogate margin)
+        score  = beta * exp(lam * log p_y + log(1 - p_y))       (= beta p^lam (1 - p))
+        w      = softmax over the batch of score
+        c      = min(1, 2 (1 - p_y) / cap)
+        coef   = B * w * c * s / 2,   values = coef * m
+
+    Backward: ``dvalues_i/dz_i = coef_i * (q_i - onehot(y_i))`` where ``q`` is
+    the softmax over the classes other than ``y`` (``w``, ``c``, ``s`` are
+    constants, as the method prescribes).  ``scale < 0`` means "ce".
+    Returns ``(values, log p_y, score, w, coef)``; only ``values`` is differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, targets, lam, beta, cap, scale):
+        z = logits.detach()
+        idx = targets[:, None]
+        lse = torch.logsumexp(z, dim=1)
+        z_y = z.gather(1, idx).squeeze(1)
+        others = z.scatter(1, idx, float("-inf"))
+        lse_other = torch.logsumexp(others, dim=1)
+        logp_y = z_y - lse
+        log1mp = lse_other - lse
+        score = beta * torch.exp(lam * logp_y + log1mp)
+        w = torch.softmax(score, dim=0)
+        omp = torch.exp(log1mp)
+        c = torch.clamp(omp * (2.0 / cap), max=1.0)
+        s = (2.0 * omp).mean() if scale < 0 else scale
+        coef = w * c * (s * 0.5 * w.numel())
+        values = coef * (lse_other - z_y)
+        ctx.save_for_backward(others, lse_other, coef, targets)
+        ctx.mark_non_differentiable(logp_y, score, w, coef)
+        return values, logp_y, score, w, coef
+
+    @staticmethod
+    def backward(ctx, grad_values, *unused):
+        others, lse_other, coef, targets = ctx.saved_tensors
+        q = torch.exp(others - lse_other[:, None])          # 0 at the labelled class
+        direction = q.scatter(1, targets[:, None], -1.0)    # (p - onehot) / (1 - p_y), division-free
+        return direction * (grad_values * coef)[:, None], None, None, None, None, None
 
 
 LOSSES: dict[str, type[EmphasisLoss]] = {
