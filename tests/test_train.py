@@ -164,3 +164,19 @@ def test_gr_separates_clean_from_mislabelled_on_digits():
     assert auc_w_ce < 0.4 and auc_w_gr > auc_w_ce + 0.1, (auc_w_gr, auc_w_ce)
     print(f"GR(lam=1, beta=12) 30 epochs: AUC p={auc_p:.3f}, AUC weight={auc_w_gr:.3f}; CE AUC weight={auc_w_ce:.3f}")
     assert precision_at_rate(p, noisy) > 0.8
+
+
+@pytest.mark.parametrize("schedule,expected", [
+    ("constant", [0.05] * 8),
+    ("step", [0.05] * 4 + [0.005] * 2 + [0.0005] * 2),
+])
+def test_learning_rate_schedules(schedule, expected):
+    r = train(epochs=8, n_train=200, schedule=schedule, progress=False)
+    np.testing.assert_allclose(r.history["lr"], expected, rtol=1e-9)
+
+
+def test_cosine_schedule_and_adam():
+    r = train(epochs=4, n_train=200, schedule="cosine", optimizer="adam", lr=1e-3, progress=False)
+    expected = [1e-3 * (1 + np.cos(np.pi * e / 4)) / 2 for e in range(4)]
+    np.testing.assert_allclose(r.history["lr"], expected, rtol=1e-9)
+    assert np.isfinite(r.history["test_acc"]).all()
