@@ -13,7 +13,7 @@ export IPYTHONDIR          := $(SCRATCH)/ipython
 export MPLCONFIGDIR        := $(SCRATCH)/matplotlib
 export PYTHONUNBUFFERED    := 1
 
-.PHONY: install test report compare data bench clean
+.PHONY: install test report compare data tune bench clean
 
 install: $(STAMP)
 
@@ -34,6 +34,9 @@ compare: install
 
 data: install
 	$(VENV)/bin/grlib data fetch
+
+tune: install
+	$(VENV)/bin/grlib tune
 
 bench: install
 	$(PY) benchmarks/bench_step.py

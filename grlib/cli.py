@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--dir", default=None, help="target folder (default: grlib's data folder)")
     f.add_argument("--force", action="store_true", help="rebuild even if a valid cache exists")
     f.set_defaults(func=_cmd_data_fetch)
+
+    from .tuning import register_cli as register_tune
+
+    register_tune(sub)
     return parser
 
 
