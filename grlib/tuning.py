@@ -379,8 +379,20 @@ def draw_runs(fig, current: RunResult, previous: RunResult | None = None, labels
             continue
         # log bins: weights span orders of magnitude (and the short last batch of an epoch has large ones)
         plot_weight_histogram(res, ax=ax, bins=40, log=True)
+        _plain_log_ticks(ax.xaxis)
         ax.set_title(f"{label}: weights at epoch {res.epochs_completed}", fontsize="small")
     return axes
+
+
+def _plain_log_ticks(axis) -> None:
+    """Readable ticks on a log axis: 1-2-5 steps within two decades, decades beyond; no minor labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    lo, hi = sorted(axis.get_view_interval())
+    narrow = lo > 0 and hi / lo < 100
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if narrow else (1.0,), numticks=8))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 # -- the widget app -------------------------------------------------------------------------
