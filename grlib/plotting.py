@@ -46,7 +46,7 @@ FIELD_LABELS = {
     "test_acc": "test accuracy",
     "val_acc": "validation accuracy (noisy labels)",
     "train_acc": "training accuracy (given labels)",
-    "clean_acc": "accuracy on clean training examples",
+    "clean_acc": "clean training accuracy",
     "noisy_fit": "mislabelled examples fitted",
     "noisy_true_acc": "mislabelled examples predicted as true class",
     "lr": "learning rate",
@@ -172,7 +172,7 @@ def plot_emphasis_curves(ax=None, *, methods=_DEFAULT_METHODS, p=None, normalise
 
 
 def plot_empirical_emphasis(p, values, *, name: str, params: Mapping | None = None, curve_scale="batch", ax=None,
-                            color=None, label=None, s: float = 12.0):
+                            color=None, label=None, s: float = 12.0, is_noisy=None):
     """Per-example emphasis from a real batch (scatter) over the analytic curve of the same loss.
 
     Parameters
@@ -184,18 +184,24 @@ def plot_empirical_emphasis(p, values, *, name: str, params: Mapping | None = No
         (``LossOutput.weight``) or a raw ``magnitude`` (``LossOutput.magnitude``).
     name, params :
         The loss whose analytic emphasis :func:`grlib.emphasis_curve` is drawn.
-    curve_scale : "batch" or float
+    curve_scale : "batch", "batch_mean" or float
         ``"batch"``: the curve is ``e(p) / sum_i e(p_i)`` over this batch, i.e.
         the weight an example with probability ``p`` would get in this batch
-        (right for ``weight``); a number multiplies the raw curve (1.0 for a
-        ``magnitude``).
+        (right for ``weight``); ``"batch_mean"``: ``e(p) / mean_i e(p_i)``
+        (right for ``weight * B``, where 1 means the batch average); a number
+        multiplies the raw curve (1.0 for a ``magnitude``).
     color, label, s :
         Scatter colour (default: the method's), legend label, marker size.
+    is_noisy : array [B] of bool, optional
+        Colour the points clean / mislabelled (``METHOD_COLORS["clean"/"noisy"]``)
+        instead of one colour; the curve's batch scale still uses every point.
 
     Returns
     -------
     Axes
-        With one scatter (``gid="empirical"``) and one line (``gid="analytic"``).
+        With one scatter per group (``gid="empirical"``, or
+        ``"empirical:clean"`` / ``"empirical:noisy"``) and one line
+        (``gid="analytic"``).
     """
     params = dict(params or {})
     p = np.asarray(torch.as_tensor(p).detach().cpu(), dtype=np.float64).reshape(-1)
@@ -207,17 +213,28 @@ def plot_empirical_emphasis(p, values, *, name: str, params: Mapping | None = No
     grid = torch.linspace(0.0, 1.0, 501, dtype=torch.float64)
     curve = emphasis_curve(name, grid, **params).numpy()
     if isinstance(curve_scale, str):
-        if curve_scale != "batch":
-            raise ValueError(f"curve_scale={curve_scale!r} must be 'batch' or a number")
-        total = float(emphasis_curve(name, torch.as_tensor(p), **params).sum())
-        scale = 1.0 / total
+        if curve_scale not in ("batch", "batch_mean"):
+            raise ValueError(f"curve_scale={curve_scale!r} must be 'batch', 'batch_mean' or a number")
+        at_p = emphasis_curve(name, torch.as_tensor(p), **params)
+        scale = 1.0 / float(at_p.sum() if curve_scale == "batch" else at_p.mean())
     else:
         scale = float(curve_scale)
     lab = method_label(name, params)
-    sc = ax.scatter(p, values, s=s, color=colour, alpha=0.6, edgecolor="none",
-                    label=label or f"{lab}: examples in a batch")
-    sc.set_gid("empirical")
-    (line,) = ax.plot(grid.numpy(), curve * scale, color="k", lw=1.2, ls="--", label=f"{lab}: analytic")
+    if is_noisy is None:
+        sc = ax.scatter(p, values, s=s, color=colour, alpha=0.6, edgecolor="none", zorder=3,
+                        label=label or f"{lab}: examples in a batch")
+        sc.set_gid("empirical")
+    else:
+        noisy = np.asarray(is_noisy, dtype=bool).reshape(-1)
+        if noisy.shape != p.shape:
+            raise ValueError(f"is_noisy must have the length of p; got {noisy.shape} and {p.shape}")
+        for group, mask in (("clean", ~noisy), ("noisy", noisy)):
+            if mask.any():
+                sc = ax.scatter(p[mask], values[mask], s=s, color=method_color(group), alpha=0.6, edgecolor="none",
+                                zorder=3,
+                                label=f"{'clean' if group == 'clean' else 'mislabelled'} (n={int(mask.sum())})")
+                sc.set_gid(f"empirical:{group}")
+    (line,) = ax.plot(grid.numpy(), curve * scale, color="k", lw=1.0, ls="--", zorder=2, label=f"{lab}: analytic")
     line.set_gid("analytic")
     ax.set_xlim(0, 1)
     ax.set_xlabel("p (probability of the labelled class)")

@@ -144,6 +144,26 @@ def test_empirical_emphasis_batch_curve_passes_through_real_weights():
         plotting.plot_empirical_emphasis([0.1, 0.2], [0.3], name="ce")
 
 
+def test_empirical_emphasis_groups_and_batch_mean_scale():
+    p = np.array([0.05, 0.1, 0.6, 0.9, 0.95])
+    noisy = np.array([True, True, False, False, False])
+    rel = 5 * (2 * (1 - p)) / (2 * (1 - p)).sum()  # CE weight x batch size
+    ax = plotting.plot_empirical_emphasis(p, rel, name="ce", curve_scale="batch_mean", is_noisy=noisy)
+    gids = {c.get_gid(): c for c in ax.collections}
+    assert set(gids) == {"empirical:clean", "empirical:noisy"}
+    assert len(gids["empirical:noisy"].get_offsets()) == 2
+    assert np.allclose(gids["empirical:noisy"].get_facecolor()[0][:3], to_rgb(METHOD_COLORS["noisy"]))
+    (line,) = [c for c in ax.lines if c.get_gid() == "analytic"]
+    assert np.allclose(np.interp(p, line.get_xdata(), line.get_ydata()), rel, rtol=1e-3)
+    ax = plotting.plot_empirical_emphasis(p, 2 * (1 - p), name="ce", curve_scale=1.0)
+    (line,) = [c for c in ax.lines if c.get_gid() == "analytic"]
+    assert np.allclose(line.get_ydata(), 2 * (1 - line.get_xdata()))
+    with pytest.raises(ValueError, match="curve_scale"):
+        plotting.plot_empirical_emphasis(p, rel, name="ce", curve_scale="sum")
+    with pytest.raises(ValueError, match="is_noisy"):
+        plotting.plot_empirical_emphasis(p, rel, name="ce", is_noisy=noisy[:2])
+
+
 # -- histories and records -------------------------------------------------------
 def test_plot_history_one_panel_per_field_one_line_per_run():
     results = {"ce": _fake_result("ce"), "gr(lam=1, beta=12)": _fake_result("gr")}
