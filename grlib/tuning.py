@@ -506,7 +506,7 @@ class EmphasisTuner:
                                                                        "button_width": "62px"})
         self.loss_buttons.add_class("grlib-loss")
         self.noise_buttons = W.ToggleButtons(options=list(NOISE_KINDS), value=s.noise, description="label noise",
-                                             style={"description_width": "90px", "button_width": "84px"})
+                                             style={"description_width": "90px", "button_width": "96px"})
         self.noise_buttons.add_class("grlib-noise")
         self.rate_slider = slider("noise_rate", "noise rate", s.noise_rate)
         self.epochs_slider = slider("epochs", "epochs", s.epochs, kind=W.IntSlider)

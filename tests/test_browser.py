@@ -232,4 +232,4 @@ def test_tuning_app_in_chromium(voila_app, tmp_path):
     # only Voila's lab template reaches off-box (FontAwesome CSS on a CDN); it was aborted locally
     assert hosts <= {"cdn.jsdelivr.net"}, blocked
     print(f"\nbrowser test: {time.monotonic() - t0:.1f} s ({', '.join(stages)}; page load attempt {attempt}); "
-          f"screenshots in {shots}; {len(console_errors)} console errors")
+          f"screenshots in {shots}; console errors: {console_errors[:4]}")
