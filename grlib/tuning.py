@@ -51,8 +51,8 @@ from .train import train
 
 __all__ = [
     "TUNER_LOSSES", "RANGES", "TunerSettings", "CurveData", "ReferenceBatch", "BatchWeights", "curve_data",
-    "reference_batch", "batch_weights", "EmphasisTuner", "TUNING_NOTEBOOK", "tuning_notebook", "voila_command",
-    "free_port", "register_cli", "main",
+    "reference_batch", "batch_weights", "draw_emphasis", "draw_runs", "EmphasisTuner", "TUNING_NOTEBOOK",
+    "tuning_notebook", "voila_command", "free_port", "register_cli", "main",
 ]
 
 #: Losses the tuner offers (name -> button label).
@@ -528,7 +528,7 @@ class EmphasisTuner:
         title = W.HTML("<h3 style='margin:4px 0'>Emphasis tuning: which examples would each loss emphasise?</h3>"
                        "<div style='color:#555'>p = probability of the labelled class. GR weights an example by "
                        "exp(beta p<sup>lam</sup> (1 - p)), which peaks at p* = lam / (1 + lam); the fixed batch "
-                       "comes from a model trained 5 epochs with CE on the noisy labels.</div>")
+                       f"comes from a model trained {self.reference_epochs} epochs with CE on the noisy labels.</div>")
         emphasis_box = W.VBox([self.loss_buttons, self.lam_slider, self.beta_slider, self.q_slider])
         train_box = W.VBox([self.noise_buttons, self.rate_slider, self.epochs_slider,
                             W.HBox([self.train_button, self.progress])])
@@ -539,10 +539,9 @@ class EmphasisTuner:
                               self.error_readout, self.curve_image, self.train_status, self.train_image])
         self.widget.add_class("grlib-tuner")
 
-        for w in (self.lam_slider, self.beta_slider, self.q_slider, self.loss_buttons):
-            w.observe(self._on_emphasis_change, names="value")
-        for w in (self.noise_buttons, self.rate_slider):
-            w.observe(self._on_noise_change, names="value")
+        for w in (self.lam_slider, self.beta_slider, self.q_slider, self.loss_buttons, self.noise_buttons,
+                  self.rate_slider):
+            w.observe(self._on_change, names="value")
         self.epochs_slider.observe(self._on_epochs_change, names="value")
         self.train_button.on_click(self._on_train_click)
         self._update_enabled()
@@ -614,13 +613,8 @@ class EmphasisTuner:
             self.error_readout.value = (f'<span class="grlib-error" style="color:#b00">'
                                         f'{html.escape(self.last_error)}</span>')
 
-    def _on_emphasis_change(self, change=None):
-        if self._hold:
-            return
-        self._update_enabled()
-        self._guard(self.redraw)
-
-    def _on_noise_change(self, change=None):
+    def _on_change(self, change=None):
+        """Any emphasis or noise control: redraw (a new noise setting first trains its reference model)."""
         if self._hold:
             return
         self._update_enabled()
