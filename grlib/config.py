@@ -37,7 +37,7 @@ class RunConfig:
     model: str = "mlp"               # mlp | cnn
     hidden: tuple = (256, 256)       # MLP hidden widths
     epochs: int = 100
-    batch_size: int = 64
+    batch_size: int = 64             # examples per step; an epoch is ceil(n / batch_size) near-equal batches
     optimizer: str = "sgd"           # sgd | adam
     lr: float = 0.05
     momentum: float = 0.9            # SGD only

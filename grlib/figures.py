@@ -31,7 +31,7 @@ def default_figures_dir() -> Path:
 def _slug(value) -> str:
     if isinstance(value, float):
         value = f"{value:g}"
-    return re.sub(r"[^A-Za-z0-9.+-]+", "-", str(value)).strip("-")
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", str(value)).strip("-")
 
 
 def figure_name(stem: str, **params) -> str:

@@ -183,7 +183,7 @@ def train(config: RunConfig | None = None, *, data: Dataset | None = None, noisy
 
     bar = tqdm(range(1, E + 1), desc=config.label, unit="epoch", disable=not progress, leave=False)
     model.train()
-    B = config.batch_size
+    n_batches = -(-n // config.batch_size)
     for epoch in bar:
         lr_now = opt.param_groups[0]["lr"]
         perm = torch.randperm(n, generator=gen).to(device)
@@ -191,8 +191,9 @@ def train(config: RunConfig | None = None, *, data: Dataset | None = None, noisy
             for b in buf.values():
                 b.fill_(float("nan"))
         total, seen = torch.zeros((), device=device), 0
-        for step, start in enumerate(range(0, n, B), 1):
-            idx = perm[start:start + B]
+        # ceil(n / B) batches of near-equal size (no short last batch), so weights normalised
+        # within a batch are comparable across batches
+        for step, idx in enumerate(torch.tensor_split(perm, n_batches), 1):
             logits = model(x[idx])
             yb = y[idx]
             if config.record:

@@ -37,3 +37,12 @@ def test_write_metrics_none_path_and_type_check(tmp_path):
     assert write_metrics({"a": 1}, None) is None and write_metrics({"a": 1}, "") is None
     with pytest.raises(TypeError, match="metrics must be a dict"):
         write_metrics([1, 2], tmp_path / "m.json")
+
+
+def test_figure_name_is_stable_and_keeps_stems():
+    from grlib.figures import figure_name
+
+    assert figure_name("02_trajectories", noise_rate=0.4, dataset="digits") == \
+        "02_trajectories__dataset-digits__noise_rate-0.4"
+    assert figure_name("x", loss="nce+rce", lam=1.0) == "x__lam-1__loss-nce+rce"
+    assert figure_name("a b/c") == "a-b-c"

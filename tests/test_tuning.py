@@ -312,7 +312,7 @@ def test_notebook_runs_headless(tmp_path, jupyter_env):
     assert not nb.metadata.papermill.get("exception")
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
-    stem = "04-emphasis-tuning"  # figure_name's slug of "04_emphasis_tuning"
+    stem = "04_emphasis_tuning"  # figure_name keeps the notebook stem as it is
     for view in ("emphasis", "training"):
         for ext in ("png", "pdf"):
             name = grlib.figures.figure_name("04_emphasis_tuning", view=view, loss="gr", noise="symmetric",
