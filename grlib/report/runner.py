@@ -321,7 +321,7 @@ def _run_dask(tasks, address: str, on_result):
         futures = {client.submit(execute_run, t, key=f"grlib-report-{t.run_id}-{uuid.uuid4().hex[:8]}",
                                  pure=False): t for t in tasks}
         try:
-            for fut in as_completed(list(futures)):
+            for fut in as_completed(list(futures), loop=client.loop):
                 t = futures[fut]
                 try:
                     manifest = fut.result()

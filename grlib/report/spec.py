@@ -429,12 +429,20 @@ def _check_value(nb: NotebookRef, key: str, value, where: str):
     hint = ""
     if isinstance(value, bool) and str in types:
         hint = " (YAML reads yes/no/on/off/true/false as booleans: quote the text)"
-    elif isinstance(value, str) and (int in types or float in types):
+    elif isinstance(value, str) and (int in types or float in types) and _is_number(value):
         hint = " (write the number without quotes)"
     elif isinstance(value, list):
         hint = " (a list in a grid gives an axis's alternatives; write a list value as [[...]])"
     raise SpecError(f"{where}: parameter {key!r} of notebook {nb.name!r} is declared {declared}, "
                     f"got {value!r} ({type(value).__name__}){hint}")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 # -- expansion -------------------------------------------------------------------------------
