@@ -29,7 +29,9 @@ def execute_notebook(path, output, parameters: dict | None = None, *, cwd=None, 
     intermittently costs seconds) and no progress bar.  ``threads`` sets
     ``OMP_NUM_THREADS`` for the kernel (1 by default, so parallel kernels on a
     small machine do not oversubscribe the cores; None leaves it alone).
-    ``cwd`` defaults to the notebook's folder.  A failing cell raises
+    ``cwd`` (default: the notebook's folder) is given to the kernel alone, not
+    through papermill's ``cwd``, which changes the whole process's working
+    directory and so breaks notebooks run from several threads at once.  A failing cell raises
     ``papermill.PapermillExecutionError``; the output notebook (with the
     traceback) is still written.
     """
@@ -42,7 +44,8 @@ def execute_notebook(path, output, parameters: dict | None = None, *, cwd=None, 
     try:
         return pm.execute_notebook(
             str(path), str(output), parameters=dict(parameters or {}), kernel_name=NOTEBOOK_KERNEL,
-            cwd=str(cwd or path.parent), progress_bar=False, log_output=log_output,
+            cwd=None, resources={"metadata": {"path": str(cwd or path.parent)}},  # nbclient: the kernel's cwd
+            progress_bar=False, log_output=log_output,
             execution_timeout=timeout, start_timeout=120, shutdown_kernel="immediate",
         )
     finally:
