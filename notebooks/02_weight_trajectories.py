@@ -42,7 +42,7 @@ noise: str = "symmetric"  # none | symmetric | pair
 noise_rate: float = 0.4  # share of corrupted training labels, in [0, 1)
 epochs: int = 100  # training epochs of each run
 seed: int = 0  # label noise, initialisation, shuffling and the sampled examples
-lr: float = 0.05  # SGD learning rate (momentum 0.9, batch 64, weight decay 5e-4: grlib.RunConfig defaults)
+lr: float = 0.05  # SGD learning rate, momentum 0.9, batch 64, weight decay 5e-4; for fashion_mnist try 0.01 (GR underfits at 0.05)
 lam: float = 1.0  # GR emphasis mode: weights peak at p of lam / (1 + lam)
 beta: float = 12.0  # GR emphasis spread: 0 weights every example equally
 n_per_group: int = 10  # thin lines drawn per group (clean, mislabelled) and method
@@ -183,6 +183,11 @@ save_figure(fig, figure_name(f"{STEM}-history", **key), figures_dir);
 # examples, but on this small MLP its test accuracy also decays after an early
 # peak: it does *not* hold its best accuracy as well as the paper's logs suggest.
 # The final numbers are in the table at the top and in the JSON below.
+#
+# On `fashion_mnist` (e.g. `n_train=5000`) GR at the default `lr=0.05`
+# underfits: its accuracy on the *clean* training examples stays near 0.6.
+# With `lr=0.01` it trains properly (about 0.75 final and 0.81 best test
+# accuracy after 40 epochs, a quarter of the mislabelled examples fitted).
 
 # %% [markdown]
 # ## Key numbers

@@ -36,18 +36,27 @@
 # **What to look for.** Early in training both models separate clean from
 # mislabelled examples well; CE loses the separation as it memorises the wrong
 # labels, GR keeps more of it.
+#
+# **An honest note on the default length.** The default is 50 epochs: on
+# `digits` CE has then fitted every mislabelled example, and GR's `p_i` still
+# separates the groups clearly better (AUC about 0.87-0.94 against CE's
+# 0.76-0.80 over seeds 0-5). Trained on to 100 epochs, GR slowly fits more of
+# the mislabelled examples too, while CE's AUC creeps back up (its mislabelled
+# examples stay slightly less confident), and the two AUCs end within a few
+# hundredths of each other, CE ahead for some seeds. Run with `epochs=100` to
+# see it; the middle panel of the ROC figure shows the whole course.
 
 # %% tags=["parameters"]
 dataset: str = "digits"  # digits | moons | fashion_mnist (fashion_mnist needs the cache: `grlib data fetch`)
 n_train: int = 0  # stratified training subset size; 0 keeps the whole training split
 noise: str = "symmetric"  # none | symmetric | pair
 noise_rate: float = 0.4  # share of corrupted training labels, in (0, 1)
-epochs: int = 100  # training epochs of each run
+epochs: int = 50  # training epochs of each run (by 50 CE has fitted all mislabelled digits; see the note on 100)
 seed: int = 0  # label noise, initialisation and shuffling
-lr: float = 0.05  # SGD learning rate (momentum 0.9, batch 64, weight decay 5e-4: grlib.RunConfig defaults)
+lr: float = 0.05  # SGD learning rate, momentum 0.9, batch 64, weight decay 5e-4; for fashion_mnist try 0.01 (GR underfits at 0.05)
 lam: float = 1.0  # GR emphasis mode: weights peak at p of lam / (1 + lam)
 beta: float = 12.0  # GR emphasis spread: 0 weights every example equally
-snapshot_epochs: list = [5, 30, -1]  # epochs whose distributions are drawn, 1-based; -1 is the last epoch
+snapshot_epochs: list = [5, 20, -1]  # epochs whose distributions are drawn, 1-based; -1 is the last epoch
 n_show: int = 12  # examples in the top/bottom tables and in each image row
 figures_dir: str = "../figures"  # where the figures go (PNG and PDF)
 metrics_path: str = ""  # JSON file for the key numbers; empty: <figures_dir>/<figure stem>.json
