@@ -18,7 +18,7 @@ from .emphasis import (emphasis_curve, emphasis_mode, gce_emphasis, gr_emphasis,
                        mae_emphasis, ce_emphasis, mse_emphasis, normalise_over_batch, normalise_over_p)
 from .io import read_metrics, write_metrics
 from .losses import LOSSES, EmphasisLoss, GRLoss, LossOutput, get_loss, loss_names
-from .metrics import separation_auc, separation_table
+from .metrics import precision_at_rate, separation_auc, separation_table
 from .models import get_model, model_names, resolve_device
 from .noise import NoisyLabels, add_label_noise, pair_noise, symmetric_noise, transition_noise
 from .results import RunResult
@@ -29,7 +29,7 @@ __all__ = [
     "fetch_fashion_mnist", "load_dataset", "emphasis_curve", "emphasis_mode", "ce_emphasis", "mae_emphasis",
     "mse_emphasis", "gce_emphasis", "gr_emphasis", "gr_score", "gr_mode", "normalise_over_p",
     "normalise_over_batch", "read_metrics", "write_metrics", "LOSSES", "EmphasisLoss", "GRLoss", "LossOutput",
-    "get_loss", "loss_names", "separation_auc", "separation_table", "get_model", "model_names", "resolve_device",
+    "get_loss", "loss_names", "precision_at_rate", "separation_auc", "separation_table", "get_model", "model_names", "resolve_device",
     "NoisyLabels", "add_label_noise", "pair_noise", "symmetric_noise", "transition_noise", "RunResult",
     "NonFiniteLossError", "evaluate", "predict_proba", "prepare", "train",
 ]

@@ -53,6 +53,7 @@ class RunResult:
     epochs_completed: int = 0
     stopped: str | None = None
     model: object = None  # the trained torch module (not saved by save(); its state_dict is)
+    model_inputs: dict = field(default_factory=dict)  # {"in_features": D, "image_shape": [C, H, W] | None}
 
     # -- views --------------------------------------------------------------
     @property
@@ -149,6 +150,7 @@ class RunResult:
         atomic_write_json(folder / "run.json", {
             "config": self.config, "num_classes": self.num_classes, "epochs_completed": self.epochs_completed,
             "stopped": self.stopped, "summary": self.summary(), "grlib_version": __version__,
+            "model_inputs": self.model_inputs,
         })
         return folder
 
@@ -168,6 +170,7 @@ class RunResult:
             history={k.split("__", 1)[1]: v for k, v in arrays.items() if k.startswith("history__")},
             records={k.split("__", 1)[1]: v for k, v in arrays.items() if k.startswith("records__")},
             epochs_completed=int(meta["epochs_completed"]), stopped=meta.get("stopped"),
+            model_inputs=meta.get("model_inputs") or {},
         )
         if with_model and (folder / "model.pt").is_file():
             import torch
@@ -177,15 +180,11 @@ class RunResult:
 
             cfg = RunConfig.from_dict(meta["config"])
             state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
-            first = next(iter(state.values()))
-            in_features = int(first.shape[1]) if cfg.model == "mlp" else None
-            from .data import load_dataset  # noqa: F401  (image shape comes from the data set)
-
-            image_shape = {"digits": (1, 8, 8), "fashion_mnist": (1, 28, 28)}.get(cfg.dataset)
-            if in_features is None:
-                in_features = int(np.prod(image_shape))
-            model = get_model(cfg.model, in_features=in_features, num_classes=res.num_classes,
-                              image_shape=image_shape, hidden=cfg.hidden)
+            if "in_features" not in res.model_inputs:
+                raise ValueError(f"{folder}/run.json does not record the model's inputs; cannot rebuild the model")
+            shape = res.model_inputs.get("image_shape")
+            model = get_model(cfg.model, in_features=int(res.model_inputs["in_features"]), num_classes=res.num_classes,
+                              image_shape=tuple(shape) if shape else None, hidden=cfg.hidden)
             model.load_state_dict(state)
             res.model = model.eval()
         return res

@@ -173,7 +173,8 @@ def train(config: RunConfig | None = None, *, data: Dataset | None = None, noisy
         records["eval_pred"] = np.full((E, n), -1, np.int16)
     result = RunResult(config=config.to_dict(), y_given=noisy.labels, y_true=noisy.true_labels,
                        is_noisy=noisy.is_noisy, num_classes=data.num_classes, history=history, records=records,
-                       model=model)
+                       model=model, model_inputs={"in_features": data.num_features,
+                                                  "image_shape": list(data.image_shape) if data.image_shape else None})
     if config.record:
         buf = {k: torch.empty(n, device=device) for k in ("p", "weight", "log_emphasis", "loss")}
     # predictions from the training forward passes (cheap; the training-set metrics without an eval pass)

@@ -180,3 +180,11 @@ def test_cosine_schedule_and_adam():
     expected = [1e-3 * (1 + np.cos(np.pi * e / 4)) / 2 for e in range(4)]
     np.testing.assert_allclose(r.history["lr"], expected, rtol=1e-9)
     assert np.isfinite(r.history["test_acc"]).all()
+
+
+def test_cnn_run_saves_and_reloads_its_model(tmp_path):
+    r = train(epochs=1, n_train=200, model="cnn", progress=False)
+    r.save(tmp_path / "cnn")
+    q = grlib.RunResult.load(tmp_path / "cnn", with_model=True)
+    x = grlib.load_dataset("digits").x_test[:8]
+    np.testing.assert_allclose(grlib.predict_proba(q.model, x), grlib.predict_proba(r.model, x), rtol=1e-6)
