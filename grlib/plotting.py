@@ -324,10 +324,16 @@ def plot_weight_histogram(result, *, epoch: int = -1, field: str = "weight", ax=
     """
     values = np.asarray(result.record(field, epoch), dtype=np.float64)
     finite = np.isfinite(values)
+    nonpos = np.zeros_like(finite)
     if log:
-        finite &= values > 0
+        positive = finite & (values > 0)
+        if not positive.any():
+            raise ValueError(f"record {field!r} at epoch {epoch} has no finite positive values for log=True")
+        # values <= 0 (e.g. CE's weight of a fitted example underflows to 0) are counted in the first bin
+        nonpos = finite & ~positive
+        values = np.where(nonpos, values[positive].min(), values)
     if not finite.any():
-        raise ValueError(f"record {field!r} at epoch {epoch} has no finite{' positive' if log else ''} values")
+        raise ValueError(f"record {field!r} at epoch {epoch} has no finite values")
     lo, hi = values[finite].min(), values[finite].max()
     if np.isscalar(bins) or np.ndim(bins) == 0:
         if hi <= lo:
@@ -343,7 +349,9 @@ def plot_weight_histogram(result, *, epoch: int = -1, field: str = "weight", ax=
             continue
         _, _, patches = ax.hist(values[sel], bins=edges, density=True, histtype="stepfilled", alpha=0.35,
                                 color=method_color(group), edgecolor=method_color(group), lw=1.5,
-                                label=f"{'clean' if group == 'clean' else 'mislabelled'} (n={int(sel.sum())})")
+                                label=f"{'clean' if group == 'clean' else 'mislabelled'} (n={int(sel.sum())}"
+                                      + (f", {int((sel & nonpos).sum())} at 0 in the first bin" if (sel & nonpos).any()
+                                         else "") + ")")
         for patch in patches:
             patch.set_gid(group)
     if log:

@@ -261,3 +261,18 @@ def test_plot_image_grid():
         plotting.plot_image_grid(imgs, titles=["a"], image_shape=(8, 8))
     with pytest.raises(ValueError, match="H, W"):
         plotting.plot_image_grid(imgs)
+
+
+def test_weight_histogram_log_keeps_zero_weights_in_first_bin():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from grlib.plotting import plot_weight_histogram
+
+    r = grlib.RunResult(config={"loss": "ce"}, y_given=np.zeros(6, int), y_true=np.zeros(6, int),
+                        is_noisy=np.array([False, False, False, True, True, True]), num_classes=2,
+                        records={"weight": np.array([[0.0, 0.1, 0.2, 0.3, 0.4, 0.5]], np.float32)},
+                        epochs_completed=1)
+    ax = plot_weight_histogram(r, log=True, bins=5)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0] == "clean (n=3, 1 at 0 in the first bin)" and labels[1] == "mislabelled (n=3)"
