@@ -40,7 +40,7 @@ import pandas as pd
 from ..io import atomic_write_text
 
 __all__ = ["build_report", "render_notebook_html", "runs_frame", "summary_table", "best_variants",
-           "external_urls", "METRIC_LABELS"]
+           "external_urls", "METRIC_LABELS", "LOWER_IS_BETTER"]
 
 #: Metrics the report knows how to describe (others in the metrics files still reach runs.csv).
 METRIC_LABELS = {
@@ -51,6 +51,9 @@ METRIC_LABELS = {
     "auc_p": "ROC AUC of p separating clean from mislabelled training examples (higher: better separation)",
     "clean_acc": "accuracy on the clean training examples, at the end",
 }
+
+#: Metrics where lower is better (bold marks the lowest mean).
+LOWER_IS_BETTER = {"noisy_fit"}
 
 _OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
@@ -150,12 +153,12 @@ def _stats(df: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
 def _cell(row, best: bool) -> str:
     n, failed = int(row["n"]), int(row["n_failed"])
     if row["n_ok"] == 0:
-        return f'<span class="failed">failed ({failed} of {n})</span>' if failed else "–"
+        return f'<span class="fail">failed ({failed} of {n})</span>' if failed else "–"
     text = f"{row['mean']:.3f}" + (f" ± {row['std']:.3f}" if not math.isnan(row["std"]) else "")
     if best:
         text = f"<b>{text}</b>"
     if failed:
-        text += f' <span class="failed">({failed} of {n} failed)</span>'
+        text += f' <span class="fail">({failed} of {n} failed)</span>'
     return text
 
 
@@ -163,14 +166,16 @@ def summary_table(df: pd.DataFrame, metric: str, keys: list[str], axes: list[str
     """Mean ± std over seeds of ``metric`` (HTML strings): rows ``keys`` (method variant), columns ``axes``.
 
     Failed runs count in ``n`` but not in the mean; a group with no successful
-    run reads "failed".  The best mean of each column is bold.
+    run reads "failed".  The best mean of each column is bold (the lowest for
+    :data:`LOWER_IS_BETTER` metrics, else the highest).
     """
     st = _stats(df, keys + axes, metric)
     col_keys = axes
+    how = "min" if metric in LOWER_IS_BETTER else "max"
     if col_keys:
-        best = st.groupby(col_keys, sort=False, dropna=False)["mean"].transform("max")
+        best = st.groupby(col_keys, sort=False, dropna=False)["mean"].transform(how)
     else:
-        best = pd.Series(st["mean"].max(), index=st.index)
+        best = pd.Series(st["mean"].agg(how), index=st.index)
     st["cell"] = [_cell(r, bool(np.isfinite(r["mean"]) and r["mean"] == b)) for (_, r), b in zip(st.iterrows(), best)]
     if not col_keys:
         table = st.set_index(keys)[["cell"]].rename(columns={"cell": "all runs"})
@@ -203,7 +208,7 @@ def best_variants(df: pd.DataFrame, axes: list[str], metrics=("final_acc", "best
                 st = _stats(sub[mask], ["variant"], metric)
                 st = st[st["n_ok"] > 0]
                 if st.empty:
-                    row[f"best by {metric}"] = '<span class="failed">all failed</span>'
+                    row[f"best by {metric}"] = '<span class="fail">all failed</span>'
                     row[metric] = "–"
                     continue
                 top = st.loc[st["mean"].idxmax()]
@@ -310,8 +315,9 @@ table { border-collapse: collapse; margin: 0.8em 0 1.2em; font-size: 0.92em; }
 th, td { border: 1px solid #d5d5d5; padding: 0.3em 0.6em; text-align: right; vertical-align: top; }
 th { background: #f3f4f6; } tbody th { text-align: left; font-weight: 600; }
 td.text, th.text { text-align: left; }
-table.runs td { text-align: left; white-space: nowrap; } table.runs td.err { white-space: normal; max-width: 28em; }
-tr.failed td { background: #fdecea; } .failed { color: #b3261e; font-weight: 600; }
+table.runs th, table.runs td { text-align: left; white-space: nowrap; } table.runs td.err { white-space: normal; max-width: 28em; }
+tr.failed td { background: #fdecea; } .fail { color: #b3261e; font-weight: 600; }
+table.summary td:first-child, table.best td:nth-child(-n+2) { text-align: left; font-weight: 600; }
 .ok { color: #1e7d32; } .cached { color: #666; }
 .cards { display: flex; gap: 1em; flex-wrap: wrap; margin: 1em 0; }
 .card { border: 1px solid #ddd; border-radius: 6px; padding: 0.6em 1em; min-width: 8em; background: #fafafa; }
@@ -324,8 +330,16 @@ pre { background: #f6f8fa; border: 1px solid #e1e4e8; padding: 0.8em; overflow-x
 """
 
 
-def _table_html(df: pd.DataFrame, cls: str = "") -> str:
-    return df.to_html(escape=False, classes=cls, border=0, na_rep="–")
+def _table_html(table: pd.DataFrame, cls: str = "summary") -> str:
+    """A summary table as HTML: one header row when the columns are one grid axis."""
+    if isinstance(table.columns, pd.MultiIndex):
+        return table.to_html(escape=False, classes=cls, border=0, na_rep="–")
+    df = table.copy()
+    name = table.columns.name
+    df.columns = [f"{name} = {_fmt(c)}" if name else str(c) for c in table.columns]
+    df = df.reset_index().rename(columns={"variant": "method"})
+    df.iloc[:, : table.index.nlevels] = df.iloc[:, : table.index.nlevels].map(lambda v: _html.escape(str(v)))
+    return df.to_html(escape=False, classes=cls, border=0, na_rep="–", index=False)
 
 
 def _runs_table(df: pd.DataFrame, spec) -> str:
@@ -339,7 +353,7 @@ def _runs_table(df: pd.DataFrame, spec) -> str:
         link = (f'<a href="runs/{e(files["html"])}">{e(row["run_id"])}</a>' if "html" in files
                 else e(row["run_id"]))
         status = row["status"]
-        status_html = (f'<span class="failed">failed</span>' if status != "ok"
+        status_html = (f'<span class="fail">failed</span>' if status != "ok"
                        else '<span class="ok">ok</span>' + (' <span class="cached">(cached)</span>'
                                                             if row["cached"] else ""))
         extra = []
@@ -355,7 +369,7 @@ def _runs_table(df: pd.DataFrame, spec) -> str:
               + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
         if status != "ok":
             tr += (f'<tr class="failed"><td></td><td class="err" colspan="{len(cols) - 1}">'
-                   f'<span class="failed">{e(str(row["error"])[:600])}</span></td></tr>')
+                   f'<span class="fail">{e(str(row["error"])[:600])}</span></td></tr>')
         body.append(tr)
     return (f'<div class="scroll"><table class="runs"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}'
             '</tbody></table></div>')
@@ -396,14 +410,15 @@ def build_report(spec, report_dir, runs, records, *, context: dict | None = None
         f"{context.get('workers', 1)} local worker(s)"
     parts.append(f'<p class="muted small">Report <code>{e(spec.name)}</code> · grlib {e(str(context.get("grlib")))} · '
                  f'Python {e(str(context.get("python")))} on {e(str(context.get("host")))} · {e(where)} · '
-                 f'this invocation took {context.get("elapsed_s", float("nan")):.1f} s'
+                 f'this invocation ran {n - n_cached} notebook(s) in {context.get("elapsed_s", float("nan")):.1f} s'
                  f'{" (forced rerun)" if context.get("forced") else ""} · '
+                 f'notebook time over all runs {pd.to_numeric(df["duration_s"], errors="coerce").sum():.0f} s · '
                  f'last run finished {e(str(df["finished"].dropna().max() if df["finished"].notna().any() else "–"))}'
                  f'</p>')
     if n_failed:
-        items = "".join(f'<li><a href="#run-{i}">{e(r.run_id)}</a>: <span class="failed">{e(str(r.error)[:300])}</span></li>'
+        items = "".join(f'<li><a href="#run-{i}">{e(r.run_id)}</a>: <span class="fail">{e(str(r.error)[:300])}</span></li>'
                         for i, r in enumerate(df.itertuples(index=False), 1) if r.status != "ok")
-        parts.append(f'<div class="note"><b class="failed">{n_failed} run(s) failed.</b> They appear in the tables '
+        parts.append(f'<div class="note"><b class="fail">{n_failed} run(s) failed.</b> They appear in the tables '
                      f'as failed; their executed notebooks (with the traceback) are linked in <a href="#runs">Runs</a>.'
                      f'<ul>{items}</ul></div>')
 
@@ -417,11 +432,11 @@ def build_report(spec, report_dir, runs, records, *, context: dict | None = None
     for metric, title in (("final_acc", "Final test accuracy (after the last epoch)"),
                           ("best_acc", "Best test accuracy (highest over the epochs)")):
         parts.append(f"<h3>{e(title)}</h3><p class='muted small'>mean ± std over {e(seeds_note)}</p>")
-        parts.append(_table_html(summary_table(df, metric, keys, axes), "summary"))
+        parts.append(_table_html(summary_table(df, metric, keys, axes)))
     for metric in ("noisy_fit", "auc_p"):
         if metric in df and pd.to_numeric(df[metric], errors="coerce").notna().any():
             parts.append(f"<h3>{e(METRIC_LABELS[metric][0].upper() + METRIC_LABELS[metric][1:])}</h3>")
-            parts.append(_table_html(summary_table(df, metric, keys, axes), "summary"))
+            parts.append(_table_html(summary_table(df, metric, keys, axes)))
 
     # 3. best variants
     parts.append('<h2 id="best">Best settings per grid point</h2>')
@@ -432,7 +447,8 @@ def build_report(spec, report_dir, runs, records, *, context: dict | None = None
         parts.append("<p>For each method with several variants (e.g. GR's <code>lam</code>/<code>beta</code>): the "
                      "variant with the highest mean final and the highest mean best test accuracy at each grid point "
                      "(selected on the test set: optimistic).</p>")
-        parts.append(best.to_html(escape=False, index=False, border=0, classes="best"))
+        parts.append(best.rename(columns=lambda c: c.replace("_", " ")).to_html(escape=False, index=False, border=0,
+                                                                               classes="best"))
 
     # 4. figures
     parts.append('<h2 id="figures">Figures</h2>')
