@@ -346,6 +346,9 @@ def test_failing_notebook_is_isolated_and_reported(tmp_path, scratch, capsys):
     fixed = run_report(spec, workers=2, out=out, progress=False)
     assert (fixed.n_executed, fixed.n_failed) == (6, 0) and fixed.exit_code == 0
     assert "failed" not in pd.read_csv(report / "runs.csv")["status"].tolist()
+    assert run_report(spec, out=out, progress=False).n_cached == 6
+    forced = run_report(spec, workers=2, out=out, force=True, progress=False)   # --force reruns everything
+    assert (forced.n_executed, forced.n_cached, forced.n_failed) == (6, 0, 0)
 
 
 @pytest.mark.slow
@@ -380,6 +383,8 @@ def test_killed_sweep_resumes_with_only_the_missing_runs(sig, tmp_path, scratch)
         assert proc.returncode == 130 and "interrupted" in err
     done = {rid for rid, m in manifests(out / "slow").items() if m["status"] == "ok"}
     assert 1 <= len(done) < 4, done
+    if sig == signal.SIGKILL:  # a run was under way: its files are in runs/.tmp and it has no manifest
+        assert list((runs_dir / ".tmp").iterdir())
     assert not (out / "slow" / "index.html").exists()
 
     summary = run_report(spec, out=out, progress=False)
