@@ -15,6 +15,9 @@ import sys
 
 __all__ = ["register", "build_parser", "main"]
 
+_DESCRIPTION = ("Run the notebook grid of a YAML spec headless (cached, resumable, in parallel or on a Dask "
+                "cluster) and build an HTML report in <out>/<name>/index.html.")
+
 _EPILOG = """\
 examples:
   grlib report grlib/specs/default.yaml --workers 2     the default report (reports/default/index.html)
@@ -26,7 +29,10 @@ resumes where it stopped. Exit status: 0 ok, 1 some run failed, 2 bad spec, 130 
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", help="a YAML spec file, or the name of a built-in spec (default, tiny)")
+    from .spec import builtin_specs
+
+    p.add_argument("spec", help="a YAML spec file, or the name of a built-in spec "
+                                f"({', '.join(builtin_specs()) or 'none'})")
     p.add_argument("--workers", "-j", type=int, default=1, metavar="N",
                    help="notebooks run at once on this machine (default 1)")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
@@ -41,7 +47,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the ``report`` subcommand to a parent parser's subparsers; returns the new parser."""
     p = subparsers.add_parser("report", help="run a YAML spec's notebook grid (cached, parallel) and build an HTML "
-                                             "report", description=__doc__.split("\n\n")[0],
+                                             "report", description=_DESCRIPTION,
                               epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_arguments(p)
     p.set_defaults(func=_cmd_report)
@@ -91,7 +97,7 @@ def _main_thread() -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="grlib report", description=__doc__.split("\n\n")[0], epilog=_EPILOG,
+    parser = argparse.ArgumentParser(prog="grlib report", description=_DESCRIPTION, epilog=_EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_arguments(parser)
     return parser

@@ -131,12 +131,9 @@ def runs_frame(spec, runs, records, report_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _group_keys(spec, df) -> list[str]:
+def _group_keys(df) -> list[str]:
+    """Table rows: the method variant (and the notebook when a spec runs several)."""
     return (["notebook"] if df["notebook"].nunique() > 1 else []) + ["variant"]
-
-
-def _column_axes(spec) -> list[str]:
-    return spec.varying
 
 
 def _stats(df: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
@@ -186,7 +183,7 @@ def summary_table(df: pd.DataFrame, metric: str, keys: list[str], axes: list[str
         table = table.reindex(columns=order)
     rows = list(dict.fromkeys(tuple(r) if len(keys) > 1 else r[0] for r in st[keys].itertuples(index=False)))
     table = table.reindex(rows)
-    table.columns.names = [_axis_title(a) for a in col_keys] if col_keys else [None]
+    table.columns.names = list(col_keys) if col_keys else [None]
     table.index.names = keys
     return table.fillna("–")
 
@@ -202,7 +199,7 @@ def best_variants(df: pd.DataFrame, axes: list[str], metrics=("final_acc", "best
             mask = np.ones(len(sub), bool)
             for a, v in zip(axes, point):
                 mask &= (sub[a] == v).to_numpy()
-            row = {_axis_title(a): v for a, v in zip(axes, point)}
+            row = dict(zip(axes, point))
             row["method"] = method
             for metric in metrics:
                 st = _stats(sub[mask], ["variant"], metric)
@@ -216,10 +213,6 @@ def best_variants(df: pd.DataFrame, axes: list[str], metrics=("final_acc", "best
                 row[metric] = f"{top['mean']:.3f}" + (f" ± {top['std']:.3f}" if not math.isnan(top["std"]) else "")
             rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _axis_title(axis: str) -> str:
-    return axis
 
 
 # -- figures -------------------------------------------------------------------------------------
@@ -315,7 +308,8 @@ table { border-collapse: collapse; margin: 0.8em 0 1.2em; font-size: 0.92em; }
 th, td { border: 1px solid #d5d5d5; padding: 0.3em 0.6em; text-align: right; vertical-align: top; }
 th { background: #f3f4f6; } tbody th { text-align: left; font-weight: 600; }
 td.text, th.text { text-align: left; }
-table.runs th, table.runs td { text-align: left; white-space: nowrap; } table.runs td.err { white-space: normal; max-width: 28em; }
+table.runs th, table.runs td { text-align: left; white-space: nowrap; }
+table.runs td.err { white-space: normal; max-width: 28em; }
 tr.failed td { background: #fdecea; } .fail { color: #b3261e; font-weight: 600; }
 table.summary td:first-child, table.best td:nth-child(-n+2) { text-align: left; font-weight: 600; }
 .ok { color: #1e7d32; } .cached { color: #666; }
@@ -388,8 +382,8 @@ def build_report(spec, report_dir, runs, records, *, context: dict | None = None
     e = _html.escape
     df = runs_frame(spec, runs, records, report_dir)
     df.drop(columns=["_files"]).to_csv(report_dir / "runs.csv", index=False)
-    keys = _group_keys(spec, df)
-    axes = _column_axes(spec)
+    keys = _group_keys(df)
+    axes = spec.varying  # table columns: the grid axes that take several values
     n, n_failed = len(df), int((df["status"] != "ok").sum())
     n_cached = int(df["cached"].sum())
 
@@ -408,7 +402,8 @@ def build_report(spec, report_dir, runs, records, *, context: dict | None = None
     parts.append("</div>")
     where = f"Dask scheduler {context['scheduler']}" if context.get("scheduler") else \
         f"{context.get('workers', 1)} local worker(s)"
-    parts.append(f'<p class="muted small">Report <code>{e(spec.name)}</code> · grlib {e(str(context.get("grlib")))} · '
+    parts.append(f'<p class="muted small">Report <code>{e(spec.name)}</code> · '
+                 f'grlib {e(str(context.get("grlib")))} · '
                  f'Python {e(str(context.get("python")))} on {e(str(context.get("host")))} · {e(where)} · '
                  f'this invocation ran {n - n_cached} notebook(s) in {context.get("elapsed_s", float("nan")):.1f} s'
                  f'{" (forced rerun)" if context.get("forced") else ""} · '
@@ -416,7 +411,8 @@ def build_report(spec, report_dir, runs, records, *, context: dict | None = None
                  f'last run finished {e(str(df["finished"].dropna().max() if df["finished"].notna().any() else "–"))}'
                  f'</p>')
     if n_failed:
-        items = "".join(f'<li><a href="#run-{i}">{e(r.run_id)}</a>: <span class="fail">{e(str(r.error)[:300])}</span></li>'
+        items = "".join(f'<li><a href="#run-{i}">{e(r.run_id)}</a>: '
+                        f'<span class="fail">{e(str(r.error)[:300])}</span></li>'
                         for i, r in enumerate(df.itertuples(index=False), 1) if r.status != "ok")
         parts.append(f'<div class="note"><b class="fail">{n_failed} run(s) failed.</b> They appear in the tables '
                      f'as failed; their executed notebooks (with the traceback) are linked in <a href="#runs">Runs</a>.'

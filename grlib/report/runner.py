@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..io import atomic_write_json, atomic_write_text
-from .spec import ReportSpec, Run, load_spec
+from .spec import Run, load_spec
 
 __all__ = ["run_report", "ReportSummary", "RunTask", "execute_run", "grlib_fingerprint", "ReportBusyError",
            "MANIFEST_SUFFIX"]
