@@ -39,6 +39,9 @@ beta: float = 12.0  # GR emphasis spread (GR only): 0 weights every example equa
 q: float = 0.7  # GCE exponent (GCE only), in (0, 1]
 epochs: int = 100  # training epochs
 lr: float = 0.05  # SGD learning rate
+batch_size: int = 64  # examples per SGD step
+n_train: int = 0  # stratified subset of the training split; 0 keeps all of it
+val_fraction: float = 0.0  # held-out share of the training split: a noisy validation split
 seed: int = 0  # label noise, initialisation and shuffling
 figures_dir: str = "../figures"  # where the figures go (PNG and PDF)
 metrics_path: str = ""  # JSON file for the key numbers; empty: <figures_dir>/<stem>.json
@@ -60,7 +63,8 @@ use_style()
 LOSS_PARAMS = {"gr": {"lam": lam, "beta": beta}, "gce": {"q": q}}
 loss_params = LOSS_PARAMS.get(loss, {})
 config = grlib.RunConfig(dataset=dataset, noise=noise, noise_rate=noise_rate, loss=loss, loss_params=loss_params,
-                         epochs=epochs, lr=lr, seed=seed)
+                         epochs=epochs, lr=lr, seed=seed, batch_size=batch_size, n_train=n_train or None,
+                         val_fraction=val_fraction)
 stem = figure_name("05_training_run", dataset=dataset, noise=noise, noise_rate=noise_rate, loss=loss,
                    **loss_params, epochs=epochs, seed=seed)
 metrics_file = Path(metrics_path) if metrics_path else Path(figures_dir) / f"{stem}.json"
@@ -113,7 +117,8 @@ metrics = {
     "loss": loss,
     "loss_params": loss_params,
     "parameters": {"dataset": dataset, "noise": noise, "noise_rate": noise_rate, "loss": loss, "lam": lam,
-                   "beta": beta, "q": q, "epochs": epochs, "lr": lr, "seed": seed},
+                   "beta": beta, "q": q, "epochs": epochs, "lr": lr, "seed": seed, "batch_size": batch_size,
+                   "n_train": n_train, "val_fraction": val_fraction},
     "epochs_completed": result.epochs_completed,
     "final_acc": summary["final_acc"],
     "best_acc": summary["best_acc"],
@@ -122,6 +127,9 @@ metrics = {
     "clean_acc": summary["final_clean_acc"],
     "noise_rate_realised": summary["noise_rate_realised"],
     "auc_p": auc_p,
+    # accuracy on the noisy validation split (None without one): the only score used to choose settings
+    "val_acc": float(history["val_acc"].iloc[-1]) if val_fraction > 0 else None,
+    "val_best_acc": float(history["val_acc"].max()) if val_fraction > 0 else None,
     "grlib_version": grlib.__version__,
 }
 grlib.write_metrics(metrics, metrics_file)

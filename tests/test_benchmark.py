@@ -1,0 +1,71 @@
+"""The Fashion-MNIST benchmark driver on its tiny spec (the CI version of issue 6's benchmark)."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import grlib
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (grlib.data_dir() / "fashion_mnist.npz").is_file(),
+                       reason="Fashion-MNIST cache not built (make data)"),
+]
+
+
+def _driver():
+    spec = importlib.util.spec_from_file_location("fashion_benchmark", ROOT / "benchmarks" / "fashion_benchmark.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_tiny_benchmark_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    drv = _driver()
+    out = tmp_path / "reports"
+    csv, doc = tmp_path / "results.csv", tmp_path / "docs" / "benchmarks.md"
+    code = drv.main(["--spec", str(ROOT / "benchmarks" / "fashion_mnist_tiny.yaml"), "--seeds", "0", "1",
+                     "--out", str(out), "--results", str(csv), "--docs", str(doc), "--folds", "2",
+                     "--cv-epochs", "2", "--quiet"])
+    assert code == 0
+    df = pd.read_csv(csv)
+    assert list(df.columns) == drv.CSV_COLUMNS
+    # 3 methods x 2 noise settings x 2 seeds, each method at one selected setting per noise setting
+    assert len(df) == 12 and set(df.seed) == {0, 1}
+    assert df[["noise", "noise_rate", "method", "lr", "beta"]].drop_duplicates().shape[0] == 6
+    assert ((df.final_acc > 0) & (df.final_acc <= df.best_acc + 1e-9) & (df.best_acc <= 1)).all()
+
+    # selection used the noisy validation accuracy of stage 1 only: recompute it from the stage-1 runs
+    import json
+
+    runs = out / "fashion-mnist-tiny-select" / "runs"
+    rows = [json.loads(p.read_text()) for p in runs.glob("*.metrics.json")]
+    assert len(rows) == 10
+    s1 = pd.DataFrame([{**r["parameters"], "val_acc": r["val_acc"]} for r in rows])
+    s1["method"] = [drv.method_key(loss, lam) for loss, lam in zip(s1["loss"], s1["lam"])]
+    for (noise, rate, method), g in s1.groupby(["noise", "noise_rate", "method"]):
+        best = g.sort_values(["val_acc", "lr"], ascending=[False, True]).iloc[0]
+        kept = df[(df.noise == noise) & np.isclose(df.noise_rate, rate) & (df.method == method) & (df.seed == 0)]
+        assert len(kept) == 1 and kept.lr.iloc[0] == best.lr
+        if method.startswith("gr"):
+            assert kept.beta.iloc[0] == best.beta
+
+    text = doc.read_text()
+    for section in ("## Final test accuracy (%)", "## Best test accuracy during training (%)",
+                    "## Mislabelled training examples fitted at the end (%)", "## Which lam is best",
+                    "## Clean-vs-mislabelled detection", "## Goals", "cleanlab self_confidence, 2-fold"):
+        assert section in text, section
+    for fig in ("fashion-mnist-tiny_accuracy.png", "fashion-mnist-tiny_best_lam.png"):
+        assert (doc.parent / "figures" / fig).is_file()
+
+    # a second invocation is served from the batch runner's cache: no run is executed again
+    before = {p.name: json.loads(p.read_text())["finished"] for p in runs.glob("*.manifest.json")}
+    code = drv.main(["--spec", str(ROOT / "benchmarks" / "fashion_mnist_tiny.yaml"), "--seeds", "0", "1",
+                     "--out", str(out), "--results", str(csv), "--docs", str(doc), "--no-detection", "--quiet"])
+    assert code == 0
+    after = {p.name: json.loads(p.read_text())["finished"] for p in runs.glob("*.manifest.json")}
+    assert len(before) == 10 and after == before
