@@ -186,6 +186,19 @@ def test_expansion_run_ids_and_types(tmp_path):
     assert spec.grid_axes == ["noise_rate"] and spec.varying == ["noise_rate"]
 
 
+def test_method_names_are_free_text_and_run_ids_stay_file_names(tmp_path):
+    spec = load_spec(write_yaml(tmp_path / "s.yaml", """\
+        notebooks: [05_training_run]
+        methods:
+          nce+rce: {loss: nce+rce}
+          "GR (paper)": {loss: gr, lam: 1, beta: 12}
+        """))
+    runs = spec.runs()
+    assert [r.label for r in runs] == ["nce+rce", "GR (paper)(loss=gr, lam=1, beta=12)"]
+    assert [r.run_id for r in runs] == ["05_training_run__loss-nce+rce__seed-0",
+                                        "05_training_run__loss-gr__lam-1__beta-12__seed-0"]
+
+
 def test_long_run_ids_are_cut_with_a_hash():
     items = [(f"parameter_{i}", "value" * 3) for i in range(12)]
     a = run_id_for("05_training_run", items)
