@@ -27,7 +27,8 @@ test: install
 	mkdir -p $(SCRATCH)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -ra
 
-report: compare
+report: install
+	$(VENV)/bin/grlib report default --workers 2
 
 compare: install
 	$(VENV)/bin/grlib compare

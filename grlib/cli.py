@@ -47,8 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--force", action="store_true", help="rebuild even if a valid cache exists")
     f.set_defaults(func=_cmd_data_fetch)
 
+    from .report.cli import register as register_report
     from .tuning import register_cli as register_tune
 
+    register_report(sub)
     register_tune(sub)
     return parser
 

@@ -60,3 +60,16 @@ def test_cli_help_and_bad_input():
     bad = subprocess.run([sys.executable, "-m", "grlib.cli", "compare", "--noise-rate", "1.5", "--epochs", "1"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "noise_rate=1.5 is outside the allowed range" in bad.stderr
+
+
+def test_cli_wires_report_and_tune(tmp_path):
+    dry = subprocess.run([sys.executable, "-m", "grlib.cli", "report", "tiny", "--dry-run", "--out", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    assert "05_training_run" in dry.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nnotebooks: [no_such_notebook]\n")
+    out = subprocess.run([sys.executable, "-m", "grlib.cli", "report", str(bad)], capture_output=True, text=True)
+    assert out.returncode == 2 and "no_such_notebook" in out.stderr
+    tune = subprocess.run([sys.executable, "-m", "grlib.cli", "tune", "--help"], capture_output=True, text=True)
+    assert tune.returncode == 0 and "--port" in tune.stdout
