@@ -816,17 +816,9 @@ def register_cli(subparsers):
 
 def main(argv=None) -> int:
     """``python -m grlib.tuning tune [--port N]``: the same as ``grlib tune``."""
-    import argparse
+    from .cli import main as cli_main
 
-    parser = argparse.ArgumentParser(prog="grlib")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register_cli(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"grlib {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    return cli_main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
