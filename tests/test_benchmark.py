@@ -69,3 +69,12 @@ def test_tiny_benchmark_end_to_end(tmp_path, monkeypatch):
     assert code == 0
     after = {p.name: json.loads(p.read_text())["finished"] for p in runs.glob("*.manifest.json")}
     assert len(before) == 10 and after == before
+
+    # --no-run rebuilds the CSV and the page from the finished runs and the saved detection table
+    first_csv = csv.read_text()
+    doc.unlink()
+    code = drv.main(["--spec", str(ROOT / "benchmarks" / "fashion_mnist_tiny.yaml"), "--seeds", "0", "1",
+                     "--out", str(out), "--results", str(csv), "--docs", str(doc), "--no-run", "--quiet"])
+    assert code == 0 and csv.read_text() == first_csv
+    assert "## Clean-vs-mislabelled detection" in doc.read_text()
+    assert (csv.parent / "results_detection.csv").is_file()
