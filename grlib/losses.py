@@ -280,7 +280,21 @@ class GCELoss(EmphasisLoss):
         return 2.0 * torch.exp(self.q * parts.logp_y.detach()) * parts.one_minus_p().detach()
 
 
-class SCELoss(EmphasisLoss):
+class _TwoTermLoss(EmphasisLoss):
+    """An active term weighted by ``alpha`` plus reverse CE weighted by ``beta`` (SCE, NCE+RCE)."""
+
+    default_alpha = 1.0
+
+    def __init__(self, *, alpha: float | None = None, beta: float = 1.0, reduction: str = "mean"):
+        super().__init__(reduction=reduction)
+        self.alpha = check_real("alpha", self.default_alpha if alpha is None else alpha, low=0.0)
+        self.beta = check_real("beta", beta, low=0.0)
+
+    def params(self):
+        return {"alpha": self.alpha, "beta": self.beta}
+
+
+class SCELoss(_TwoTermLoss):
     """Symmetric cross entropy ``alpha * CE + beta * RCE`` (Wang et al., ICCV 2019).
 
     RCE, the reverse CE with the one-hot clamped at 1e-4, equals
@@ -290,13 +304,7 @@ class SCELoss(EmphasisLoss):
 
     name = "sce"
 
-    def __init__(self, *, alpha: float = 0.1, beta: float = 1.0, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
-        self.alpha = check_real("alpha", alpha, low=0.0)
-        self.beta = check_real("beta", beta, low=0.0)
-
-    def params(self):
-        return {"alpha": self.alpha, "beta": self.beta}
+    default_alpha = 0.1
 
     def _values(self, parts):
         return self.alpha * (-parts.logp_y) + self.beta * _RCE_A * parts.one_minus_p()
@@ -306,7 +314,7 @@ class SCELoss(EmphasisLoss):
         return (self.alpha + self.beta * _RCE_A * p) * 2.0 * parts.one_minus_p().detach()
 
 
-class NCERCELoss(EmphasisLoss):
+class NCERCELoss(_TwoTermLoss):
     """Active-passive loss NCE+RCE (Ma et al., ICML 2020): ``alpha * NCE + beta * RCE``.
 
     ``NCE = log p_y / sum_k log p_k`` (normalised CE, in [0, 1]); RCE as in
@@ -315,13 +323,7 @@ class NCERCELoss(EmphasisLoss):
 
     name = "nce+rce"
 
-    def __init__(self, *, alpha: float = 1.0, beta: float = 1.0, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
-        self.alpha = check_real("alpha", alpha, low=0.0)
-        self.beta = check_real("beta", beta, low=0.0)
-
-    def params(self):
-        return {"alpha": self.alpha, "beta": self.beta}
+    default_alpha = 1.0
 
     def _values(self, parts):
         logp = parts.logits - parts.lse[:, None]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 __all__ = ["separation_auc", "separation_table", "precision_at_rate"]
 
@@ -25,6 +24,8 @@ def separation_auc(scores, is_noisy) -> float:
     CE's emphasis weight does: it emphasises the mislabelled).  NaN when only
     one group is present.
     """
+    from sklearn.metrics import roc_auc_score  # lazily: keeps `import grlib` fast in every kernel
+
     s, m = _check(scores, is_noisy)
     if m.all() or not m.any():
         return float("nan")
