@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
-from typing import Iterable, Mapping
+from typing import Iterable
 
 
 def check_choice(name: str, value, choices: Iterable[str]) -> str:
@@ -46,10 +46,3 @@ def check_int(name: str, value, *, low: int | None = None, high: int | None = No
         raise ValueError(f"{name}={value} is too large; allowed: integers <= {high}"
                          + (f" and >= {low}" if low is not None else ""))
     return value
-
-
-def check_keys(name: str, given: Mapping, allowed: Iterable[str]) -> None:
-    allowed = sorted(allowed)
-    unknown = sorted(set(given) - set(allowed))
-    if unknown:
-        raise ValueError(f"{name} has unknown key(s) {unknown}; allowed: {allowed if allowed else 'none'}")

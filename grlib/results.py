@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,6 +194,3 @@ class RunResult:
         return (f"RunResult({self.config.get('loss')}, n_train={self.n_train}, "
                 f"epochs={self.epochs_completed}{acc})")
 
-
-def remove_run(folder) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
