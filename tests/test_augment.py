@@ -211,6 +211,12 @@ def test_global_seed_for_one_example():
     torch.manual_seed(2)
     c = aug(x)
     assert torch.equal(a, b) and not torch.equal(a, c) and torch.equal(x, x0)
+    # an explicit generator: the same numbers as the batch path, and the global generator untouched
+    state = torch.get_rng_state()
+    d = aug(x, torch.Generator().manual_seed(3))
+    assert torch.equal(d, aug.batch(x[None], torch.Generator().manual_seed(3))[0])
+    assert torch.equal(d, aug(x, torch.Generator().manual_seed(3)))
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
@@ -255,7 +261,7 @@ class _SeededPerExample(torch.utils.data.Dataset):
         return len(self.x)
 
     def __getitem__(self, i):
-        torch.manual_seed(hash((self.seed, self.epoch, i)) & 0x7FFFFFFF)
+        torch.default_generator.manual_seed(hash((self.seed, self.epoch, i)) & 0x7FFFFFFF)
         return self.aug(self.x[i]), i
 
 
@@ -380,6 +386,8 @@ def test_bad_calls():
         aug(torch.zeros(2, 64))
     with pytest.raises(TypeError, match=r"generator must be a torch.Generator or None, got int"):
         aug.batch(torch.zeros(2, 64), 0)
+    with pytest.raises(TypeError, match=r"generator must be a torch.Generator or None, got int"):
+        aug(torch.zeros(64), 0)
     with pytest.raises(ValueError, match=r"x must be one example of shape \[D\]; got shape \[2, 3\]"):
         Augment(None, noise=0.1)(torch.zeros(2, 3))
     with pytest.raises(ValueError, match=r"x must be a batch of shape \[B, D\]; got shape \[3\]"):
