@@ -89,9 +89,10 @@ class Dataset:
     class_names: tuple = ()
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise TypeError(f"name must be a non-empty string (what the data is called in saved runs), "
-                            f"got {self.name!r}")
+        if not isinstance(self.name, str):
+            raise TypeError(f"name must be a string (what the data is called in saved runs), got {self.name!r}")
+        if not self.name.strip():
+            raise ValueError(f"name={self.name!r} is empty; give what the data is called in saved runs")
         self.num_classes = check_int("num_classes", self.num_classes, low=2)
         self.x_train = _features("x_train", self.x_train)
         if len(self.x_train) == 0:
@@ -524,7 +525,7 @@ def load_dataset(name: str = "digits", *, val_fraction: float = 0.0, test_fracti
         if name == "fashion_mnist":
             raise ValueError(f"test_fraction={test_fraction} is not used by 'fashion_mnist', whose test split is "
                              "fixed (10,000 images); leave test_fraction out")
-    split_seed = check_int("split_seed", split_seed, low=0)
+    split_seed = check_int("split_seed", split_seed, low=0, high=2**32 - 1)  # scikit-learn's random_state range
     if n_train is not None:
         n_train = check_int("n_train", n_train, low=1)
     if not isinstance(standardize, bool):

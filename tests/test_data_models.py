@@ -160,6 +160,9 @@ def test_other_load_dataset_arguments():
         load_dataset("digits", standardize="no")
     with pytest.raises(TypeError, match=r"n_train must be an integer, got 100.0"):
         load_dataset("digits", n_train=100.0)
+    # scikit-learn's random_state stops at 2**32 - 1 (a raw numpy error before)
+    with pytest.raises(ValueError, match=r"split_seed=4294967296 is too large; allowed: integers <= 4294967295"):
+        load_dataset("moons", split_seed=2**32)
     # the default test share is unchanged
     assert len(load_dataset("moons").y_test) == 500 == len(load_dataset("moons", test_fraction=0.25).y_test)
 
@@ -218,7 +221,8 @@ def test_dataset_converts_numeric_features_and_integer_labels():
     (dict(image_shape="1x2"), TypeError, r"image_shape must be None or \(channels, height, width\)"),
     (dict(class_names=("a",)), ValueError, r"class_names must hold one string per class \(num_classes=2\)"),
     (dict(class_names="ab"), TypeError, r"class_names must be a tuple of strings"),
-    (dict(name=""), TypeError, r"name must be a non-empty string"),
+    (dict(name=""), ValueError, r"name='' is empty"),
+    (dict(name=None), TypeError, r"name must be a string"),
 ])
 def test_dataset_refuses_bad_arrays_clearly(change, exc, match):
     kwargs = dict(name="mine", x_train=np.ones((4, 2)), y_train=np.array([0, 1, 0, 1]), x_test=np.ones((2, 2)),
