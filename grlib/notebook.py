@@ -34,11 +34,24 @@ def _notebook_path(path) -> Path:
     return p
 
 
+def _read_notebook(path: Path):
+    """The notebook, or ``ValueError`` naming the file when it is not one (damaged JSON, another format)."""
+    import nbformat
+
+    try:
+        return nbformat.read(str(path), as_version=4)
+    except Exception as exc:  # nbformat raises NotJSONError, ValidationError, KeyError, UnicodeDecodeError, ...
+        raise ValueError(f"notebook path={str(path)!r} cannot be read as a Jupyter notebook "
+                         f"({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
 def notebook_parameters(path) -> dict:
     """The notebook's ``parameters`` cell as papermill reads it: ``{name: {default, inferred_type_name, help}}``."""
     import papermill as pm
 
-    return dict(pm.inspect_notebook(str(_notebook_path(path))))
+    path = _notebook_path(path)
+    _read_notebook(path)
+    return dict(pm.inspect_notebook(str(path)))
 
 
 def _declared(path: Path) -> tuple[dict, bool]:
@@ -49,10 +62,8 @@ def _declared(path: Path) -> tuple[dict, bool]:
     still set by papermill's injected cell, so it is declared here too (from
     the cell's syntax tree, with its annotation).
     """
-    import nbformat
-
     declared = notebook_parameters(path)
-    nb = nbformat.read(str(path), as_version=4)
+    nb = _read_notebook(path)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if not cells:
         return declared, False
@@ -218,15 +229,14 @@ def check_parameters(path, parameters: Mapping | None) -> dict:
       ``TypeError``, since papermill would pass the text of its ``str()``.
     """
     path = _notebook_path(path)
-    if parameters is None:
+    if parameters is None or (isinstance(parameters, Mapping) and not parameters):
+        _read_notebook(path)
         return {}
     if not isinstance(parameters, Mapping):
         raise TypeError(f"parameters must be a dict of name: value, got {type(parameters).__name__}")
     bad = [k for k in parameters if not isinstance(k, str)]
     if bad:
         raise TypeError(f"parameter names must be strings, got {bad[0]!r}")
-    if not parameters:
-        return {}
     declared, has_cell = _declared(path)
     unknown = [k for k in parameters if k not in declared]
     if unknown:

@@ -127,6 +127,10 @@ def test_paths_and_options_checked_before_a_kernel_starts(tmp_path, no_kernel):
         execute_notebook(tmp_path / "missing.ipynb", tmp_path / "o.ipynb")
     with pytest.raises(FileNotFoundError, match=r"notebook path='.*' is a folder, not a notebook file"):
         execute_notebook(tmp_path, tmp_path / "o.ipynb")
+    (tmp_path / "broken.ipynb").write_text('{"cells": [')
+    with pytest.raises(ValueError, match=r"notebook path='.*broken.ipynb' cannot be read as a Jupyter notebook "
+                                         r"\(NotJSONError"):
+        execute_notebook(tmp_path / "broken.ipynb", tmp_path / "o.ipynb")
     with pytest.raises(FileNotFoundError, match=r"output='.*nowhere/o.ipynb': its folder '.*nowhere' does not exist"):
         execute_notebook(nb, tmp_path / "nowhere" / "o.ipynb")
     with pytest.raises(ValueError, match=r"output='.*' is a folder; give the path of the executed notebook file"):
