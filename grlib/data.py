@@ -131,10 +131,11 @@ class Dataset:
         x_test/y_test, x_val/y_val: optional splits, each given as a pair;
                       left out, the split is empty (nothing is held out here).
         """
-        x = _flatten_images("x", x, image_shape)
-        if image_shape is None and x[1] is not None:
-            image_shape = x[1]
-        x = x[0]
+        x, shape = _flatten_images("x", x, image_shape)
+        if image_shape is None and shape is not None:
+            image_shape = shape
+        if x.ndim == 0 or len(x) == 0:
+            raise ValueError(f"x must hold one row per example and at least one example, got shape {x.shape}")
         splits = {}
         for split, xs, ys in (("test", x_test, y_test), ("val", x_val, y_val)):
             if (xs is None) != (ys is None):
@@ -358,6 +359,9 @@ def fetch_fashion_mnist(directory: str | Path | None = None, *, force: bool = Fa
         raise TypeError(f"directory must be a folder path (str or Path) or None, got {directory!r}")
     if not isinstance(force, bool):
         raise TypeError(f"force must be True or False, got {force!r}")
+    if directory is not None and not os.fspath(directory).strip():
+        raise ValueError("directory='' is empty; give a folder, or leave it out for grlib's data folder "
+                         f"({data_dir()})")
     given = directory is not None
     directory = Path(directory).expanduser() if given else data_dir()
     target = directory / _FMNIST_FILE

