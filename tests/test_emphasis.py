@@ -116,3 +116,79 @@ def test_gce_bad_q(q):
 def test_unknown_emphasis_name():
     with pytest.raises(ValueError, match=r"valid names: \['ce', 'gce', 'gr', 'mae', 'mse'\]"):
         em.emphasis_curve("focal", P)
+
+
+# -- issue 13: L41 / L42 / L43 and other bad input ------------------------------------------------
+def test_L41_emphasis_mode_refuses_a_mistyped_keyword():
+    """emphasis_mode('gr', lamda=3) used to return 0.5 (the default lam's mode) silently."""
+    with pytest.raises(TypeError, match=r"emphasis 'gr' got unknown parameter\(s\) 'lamda' \(did you mean 'lam'\?\); "
+                                        r"allowed: lam, beta"):
+        em.emphasis_mode("gr", lamda=3)
+    # a keyword of another loss is unknown to this one, too
+    with pytest.raises(TypeError, match=r"emphasis 'gr' got unknown parameter\(s\) 'q'; allowed: lam, beta"):
+        em.emphasis_mode("gr", lam=1.0, q=0.7)
+    with pytest.raises(TypeError, match=r"emphasis 'ce' got unknown parameter\(s\) 'lam'; allowed: none"):
+        em.emphasis_mode("ce", lam=1.0)
+    # the right keywords still work, and are validated even where the mode ignores them
+    assert em.emphasis_mode("gr", lam=3) == pytest.approx(0.75)
+    assert em.emphasis_mode("gr", lam=3, beta=5.0) == pytest.approx(0.75)
+    assert em.emphasis_mode("mse", num_classes=10) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match=r"beta=-1.0 is outside the allowed range"):
+        em.emphasis_mode("gr", lam=1.0, beta=-1.0)
+    with pytest.raises(ValueError, match=r"num_classes=1 is too small"):
+        em.emphasis_mode("mse", num_classes=1)
+
+
+def test_L42_emphasis_curve_refuses_a_mistyped_keyword_by_name():
+    """emphasis_curve('gr', p, lamda=3) used to raise a raw TypeError from inside gr_emphasis."""
+    with pytest.raises(TypeError, match=r"emphasis 'gr' got unknown parameter\(s\) 'lamda' \(did you mean 'lam'\?\); "
+                                        r"allowed: lam, beta"):
+        em.emphasis_curve("gr", P, lamda=3)
+    with pytest.raises(TypeError, match=r"emphasis 'gce' got unknown parameter\(s\) 'beta', 'lam'; allowed: q"):
+        em.emphasis_curve("gce", P, lam=1.0, beta=2.0)
+    assert set(em.EMPHASIS_PARAMETERS) == set(em.EMPHASIS_FUNCTIONS)
+
+
+@pytest.mark.parametrize("fn", [em.ce_emphasis, em.mae_emphasis, em.mse_emphasis, em.gce_emphasis, em.gr_emphasis,
+                                em.gr_score])
+def test_L43_p_outside_the_unit_interval_is_refused(fn):
+    """gr_emphasis(p=[2.0, -1.0]) used to return two tiny numbers without error."""
+    with pytest.raises(ValueError, match=r"p must lie in \[0, 1\] .*2 of 3 entries do not; values found in \[-1, 2\]"):
+        fn(torch.tensor([2.0, -1.0, 0.5]))
+    with pytest.raises(ValueError, match=r"p must lie in \[0, 1\] .*1 of 2 entries do not \(1 NaN\)"):
+        fn([0.5, float("nan")])
+    # the ends of the interval are fine, and integers are probabilities too
+    assert torch.isfinite(fn(torch.tensor([0.0, 1.0]))).all()
+    assert torch.isfinite(fn([0, 1])).all()
+
+
+def test_p_of_a_wrong_type_is_refused():
+    with pytest.raises(TypeError, match=r"p must be real numbers .*got str"):
+        em.emphasis_curve("gr", "0.5")
+    with pytest.raises(TypeError, match=r"p must be real numbers, got dtype torch.bool"):
+        em.ce_emphasis(torch.tensor([True, False]))
+    with pytest.raises(TypeError, match=r"p must be real numbers, got dtype torch.complex64"):
+        em.ce_emphasis(torch.tensor([0.5 + 0j]))
+
+
+def test_normalisation_refuses_what_would_give_nan_or_negative_weights():
+    grid = torch.linspace(0, 1, 11, dtype=torch.float64)
+    # an overflowing exp (huge beta) used to give inf / inf = NaN weights silently
+    with pytest.raises(ValueError, match=r"values must be finite; got 2 non-finite .*normalise in log space"):
+        em.normalise_over_batch(em.gr_emphasis(torch.tensor([0.5, 0.5], dtype=torch.float64), beta=1e4))
+    with pytest.raises(ValueError, match=r"values must be non-negative .*minimum of -1"):
+        em.normalise_over_batch(torch.tensor([1.0, -1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"values sum to zero"):
+        em.normalise_over_batch(torch.zeros(3))
+    with pytest.raises(ValueError, match=r"non-empty last \(batch\) dimension"):
+        em.normalise_over_batch(torch.zeros(0))
+    # an unsorted grid used to give a negative area and a misleading message
+    with pytest.raises(ValueError, match=r"strictly increasing grid .*sort them first"):
+        em.normalise_over_p(em.ce_emphasis(grid.flip(0)), grid.flip(0))
+    with pytest.raises(ValueError, match=r"values must be finite"):
+        em.normalise_over_p(torch.full((11,), float("nan")), grid)
+    with pytest.raises(ValueError, match=r"p must lie in \[0, 1\]"):
+        em.normalise_over_p(torch.ones(11), torch.linspace(-1, 1, 11))
+    # the softmax of the log-space score is the overflow-free form the message names
+    w = torch.softmax(em.gr_score(torch.tensor([0.2, 0.5], dtype=torch.float64), lam=1.0, beta=1e4), dim=-1)
+    assert torch.isfinite(w).all() and w.sum().item() == pytest.approx(1.0)
