@@ -92,8 +92,7 @@ class RunConfig:
         if not isinstance(self.loss_params, dict):
             raise TypeError(f"loss_params must be a dict, got {type(self.loss_params).__name__}")
         get_loss(self.loss, **self.loss_params)  # validates the name and the parameters
-        if not isinstance(self.model, str) or not self.model:
-            raise TypeError(f"model must be a model name ({', '.join(model_names())}), got {self.model!r}")
+        check_choice("model", self.model, model_names())  # your own model: train(model=...)
         if isinstance(self.hidden, (str, bytes)) or not hasattr(self.hidden, "__iter__"):
             raise TypeError(f"hidden must be a sequence of layer widths, e.g. (256, 256); got {self.hidden!r} "
                             f"({type(self.hidden).__name__})")

@@ -73,6 +73,9 @@ EVAL_FIELDS = ("eval_p", "eval_pred")
 RECORD_FIELDS = TRAIN_FIELDS + EVAL_FIELDS
 DEFAULT_FIELDS = RECORD_FIELDS
 _INT_FIELDS = ("pred", "eval_pred")
+#: Columns of the per-epoch device buffer (one row per example); margin is derived per epoch.
+_COLS = ("p", "pred", "loss", "weight", "log_emphasis", "top1", "top2", "z_y")
+_C = {c: i for i, c in enumerate(_COLS)}
 #: Running summaries over every epoch's training pass, each ``[n]``:
 #: n_seen (epochs the example was seen), p_sum, p_sq_sum, margin_sum, weight_sum (float64),
 #: n_correct (epochs predicted as the given label), n_forget (correct -> wrong between consecutive
@@ -139,11 +142,15 @@ class Recorder:
         self.partial_epoch: int | None = None
         self.num_classes: int | None = None
         self.device: torch.device | None = None
-        self._buf = None                     # [F_train, n + 1] float32 on device: p, pred, margin, loss, weight, log_emphasis
-        self._ebuf = None                    # [2, n + 1]: eval_p, eval_pred
+        self._buf = None                     # [n + 1, 8] float32 on the device, one row per example (see _COLS)
+        self._ebuf = None                    # [n + 1, 2]: eval_p, eval_pred
         self._given = None                   # [n + 1] int64 on device, -1 unseen
         self._flags = None                   # [2] int64 on device: bad index, repeated index (device-side checks)
         self._have_out = False
+        self._trusted = False                # set by grlib.train: skip the index checks
+        self._labels_fixed = False
+        self._fixed_labels = None
+        self._nan3 = None
         self._epoch_has_out = False
         self._epoch_has_eval = False
         self._pending = False                # updates since the last end_epoch
@@ -163,10 +170,13 @@ class Recorder:
     def _init_buffers(self, logits: torch.Tensor) -> None:
         self.device = logits.device
         self.num_classes = int(logits.shape[1])
-        self._buf = torch.full((len(TRAIN_FIELDS), self.n + 1), float("nan"), device=self.device)
-        self._ebuf = torch.full((len(EVAL_FIELDS), self.n + 1), float("nan"), device=self.device)
+        self._buf = torch.full((self.n + 1, len(_COLS)), float("nan"), device=self.device)
+        self._ebuf = torch.full((self.n + 1, len(EVAL_FIELDS)), float("nan"), device=self.device)
         self._given = torch.full((self.n + 1,), -1, dtype=torch.long, device=self.device)
         self._flags = torch.zeros(2, dtype=torch.long, device=self.device)
+        self._spare = torch.full((), self.n, dtype=torch.long, device=self.device)
+        if self._labels_fixed:
+            self._given[: self.n] = self._fixed_labels.to(self.device)
 
     def _check_batch(self, index, logits, targets, what: str):
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or not torch.is_floating_point(logits):
@@ -180,6 +190,9 @@ class Recorder:
             raise ValueError(f"logits have {logits.shape[1]} classes but earlier batches had {self.num_classes}")
         elif logits.device != self.device:
             raise ValueError(f"logits are on {logits.device} but earlier batches were on {self.device}")
+        if self._trusted:  # grlib.train: indices from its own sampler, labels checked once
+            idx = index if index.device == self.device else index.to(self.device, non_blocking=True)
+            return idx, targets
         index = as_index_tensor(index, "index")
         if not isinstance(targets, torch.Tensor):
             targets = torch.as_tensor(np.asarray(targets))
@@ -199,15 +212,19 @@ class Recorder:
                 if torch.unique(index).numel() != b:
                     raise ValueError(f"{what}: an index is repeated within one batch (each example may appear once "
                                      "per batch)")
-            idx = index.to(self.device, non_blocking=True).long()
+            idx = index.to(self.device, non_blocking=True)
+            idx = idx if idx.dtype == torch.long else idx.long()
         else:  # on the device: flag, route bad rows to the spare slot n, report at end_epoch
-            idx = index.to(self.device).long()
+            idx = index.to(self.device)
+            idx = idx if idx.dtype == torch.long else idx.long()
             bad = (idx < 0) | (idx >= self.n)
             self._flags[0] += bad.sum()
             srt = torch.sort(idx).values
             self._flags[1] += (srt[1:] == srt[:-1]).sum()
-            idx = torch.where(bad, torch.full_like(idx, self.n), idx)
-        return idx, targets.to(self.device, non_blocking=True).long()
+            idx = torch.where(bad, self._spare, idx)
+        if targets.device != self.device:
+            targets = targets.to(self.device, non_blocking=True)
+        return idx, (targets if targets.dtype == torch.long else targets.long())
 
     @torch.no_grad()
     def update(self, index, logits: torch.Tensor, targets, out=None, *, mask=None) -> None:
@@ -232,26 +249,46 @@ class Recorder:
         if z.dtype != torch.float32:
             z = z.float()
         if mask is not None:
-            idx = torch.where(mask, idx, torch.full_like(idx, self.n))
-        top2 = z.topk(2, dim=1)
-        pred = top2.indices[:, 0]
-        z_y = z.gather(1, t[:, None]).squeeze(1)
-        margin = z_y - torch.where(pred == t, top2.values[:, 1], top2.values[:, 0])
+            idx = torch.where(mask, idx, self._spare)
+        # a handful of ops, no host sync: the margin and the prediction are derived per epoch from the top two
+        # logits and the given label's logit (see _derive)
+        top_v, top_i = z.topk(2, dim=1)
+        z_y = z.gather(1, t.view(-1, 1))
         if out is not None:
             for name in ("values", "p", "weight", "log_emphasis"):
                 v = getattr(out, name, None)
                 if not isinstance(v, torch.Tensor) or v.shape != (z.shape[0],):
                     raise ValueError(f"out.{name} must be a tensor of shape [{z.shape[0]}] (a grlib LossOutput for "
                                      "this batch)")
-            cols = torch.stack([out.p.float(), pred.float(), margin, out.values.detach().float(),
-                                out.weight.float(), out.log_emphasis.float()])
-            self._buf[:, idx] = cols
+            cols = torch.cat([torch.stack([out.p, top_i[:, 0].to(z.dtype), out.values.detach(), out.weight,
+                                           out.log_emphasis], 1).to(z.dtype), top_v, z_y], 1)
+            self._buf.index_put_((idx,), cols)
             self._have_out = self._epoch_has_out = True
         else:
-            p = torch.exp(z_y - torch.logsumexp(z, dim=1))
-            self._buf[:3, idx] = torch.stack([p, pred.float(), margin])
-        self._given[idx] = t
+            p = torch.exp(z_y - torch.logsumexp(z, dim=1, keepdim=True))
+            self._put_no_out(idx, p, top_i, top_v, z_y)
+        if not self._labels_fixed:
+            self._given[idx] = t
         self._pending = True
+
+    def _put_no_out(self, idx, p, top_i, top_v, z_y) -> None:
+        nan = self._nan_cols(p.shape[0])
+        self._buf.index_put_((idx,), torch.cat([p, top_i[:, :1].to(p.dtype), nan, top_v, z_y], 1))
+
+    def _nan_cols(self, b: int) -> torch.Tensor:
+        if self._nan3 is None or self._nan3.shape[0] < b:
+            self._nan3 = torch.full((b, 3), float("nan"), device=self.device)
+        return self._nan3[:b]
+
+    def set_labels(self, labels) -> None:
+        """Fix the given labels of every example up front (skips one write per :meth:`update`)."""
+        lab = torch.as_tensor(np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels))
+        if lab.shape != (self.n,) or torch.is_floating_point(lab):
+            raise ValueError(f"labels must be {self.n} integer labels, got {lab.dtype} {tuple(lab.shape)}")
+        self._fixed_labels = lab.long()
+        self._labels_fixed = True
+        if self._given is not None:
+            self._given[: self.n] = self._fixed_labels.to(self.device)
 
     @torch.no_grad()
     def update_eval(self, index, logits: torch.Tensor, targets) -> None:
@@ -259,7 +296,7 @@ class Recorder:
         idx, t = self._check_batch(index, logits, targets, "update_eval")
         z = logits.detach().float()
         p = torch.exp(z.gather(1, t[:, None]).squeeze(1) - torch.logsumexp(z, dim=1))
-        self._ebuf[:, idx] = torch.stack([p, z.argmax(1).float()])
+        self._ebuf[idx] = torch.stack([p, z.argmax(1).float()], 1)
         self._epoch_has_eval = True
         self._pending = True
 
@@ -269,12 +306,16 @@ class Recorder:
         check_choice("field", field, RECORD_FIELDS + ("given",))
         if self._buf is None:
             return None
+        b = self._buf[: self.n]
         if field == "given":
             return self._given[: self.n]
         if field in EVAL_FIELDS:
-            v = self._ebuf[EVAL_FIELDS.index(field), : self.n]
+            v = self._ebuf[: self.n, EVAL_FIELDS.index(field)]
+        elif field == "margin":
+            top1, top2, z_y = b[:, _C["top1"]], b[:, _C["top2"]], b[:, _C["z_y"]]
+            v = z_y - torch.where(b[:, _C["pred"]] == self._given[: self.n].to(b.dtype), top2, top1)
         else:
-            v = self._buf[TRAIN_FIELDS.index(field), : self.n]
+            v = b[:, _C[field]]
         return torch.nan_to_num(v, nan=-1.0).long() if field in _INT_FIELDS else v
 
     def end_epoch(self, *, partial: bool = False, **history) -> dict:
@@ -302,11 +343,12 @@ class Recorder:
             if flags[1]:
                 raise ValueError(f"epoch {epoch}: an index was repeated within one batch {int(flags[1])} time(s); each "
                                  "example may appear once per batch")
-            host = self._buf[:, : self.n].cpu().numpy()
-            ehost = self._ebuf[:, : self.n].cpu().numpy() if self._epoch_has_eval else None
+            raw = self._buf[: self.n].cpu().numpy()
+            ehost = self._ebuf[: self.n].T.cpu().numpy() if self._epoch_has_eval else None
             given = self._given[: self.n].cpu().numpy()
-            seen = np.isfinite(host[1])
+            seen = np.isfinite(raw[:, _C["pred"]])
             self._given_host[seen] = given[seen]
+            host = _derive(raw, given)
             self._update_summaries(host, seen)
         self._unseen.append(int(self.n - seen.sum()))
         for k, v in history.items():
@@ -463,6 +505,15 @@ class Recorder:
             res.save(self.path)
             return RunResult.load(self.path)
         return res
+
+
+def _derive(raw: np.ndarray, given: np.ndarray) -> np.ndarray:
+    """The epoch's TRAIN_FIELDS rows ``[6, n]`` from the device buffer's columns (margin from the top two logits)."""
+    pred = raw[:, _C["pred"]]
+    other = np.where(pred == given, raw[:, _C["top2"]], raw[:, _C["top1"]])
+    margin = raw[:, _C["z_y"]] - other
+    return np.stack([raw[:, _C["p"]], pred, margin, raw[:, _C["loss"]], raw[:, _C["weight"]],
+                     raw[:, _C["log_emphasis"]]])
 
 
 def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
