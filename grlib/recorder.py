@@ -148,6 +148,7 @@ class Recorder:
         self._flags = None                   # [2] int64 on device: bad index, repeated index (device-side checks)
         self._have_out = False
         self._trusted = False                # set by grlib.train: skip the index checks
+        self._force_device_checks = False    # tests: run the GPU-side index checks on CPU tensors
         self._labels_fixed = False
         self._fixed_labels = None
         self._nan3 = None
@@ -203,7 +204,7 @@ class Recorder:
         if index.shape[0] != b or targets.shape[0] != b:
             raise ValueError(f"{what}: the batch tensors' lengths disagree: index {index.shape[0]}, logits {b}, "
                              f"targets {targets.shape[0]}")
-        if index.device.type == "cpu":  # checks on the host cost no device sync
+        if index.device.type == "cpu" and not self._force_device_checks:  # on the host: no device sync
             if b:
                 lo, hi = int(index.min()), int(index.max())
                 if lo < 0 or hi >= self.n:
