@@ -5,9 +5,10 @@ What the paper did
 The authors' data layer (CIFAR-10/100, ResNet-44/56; see ``docs/method.md``,
 "How the authors trained") resized each training image to 36x36, took a
 random 32x32 crop and a random horizontal flip, and used the centre crop for
-testing.  A random crop of a slightly larger image is a random translation of
-the content by a few pixels (up to +-2 pixels at 32/36 scale, with a slight
-zoom); the flip is a left-right mirror with probability 1/2.  Augmentation is
+testing.  Relative to that centre crop, a random crop is a translation of
+the content by up to +-2 pixels on each axis, with no border to fill (the crop
+stays inside the 36x36 image); the flip is a left-right mirror with
+probability 1/2.  Augmentation is
 the ingredient GR's robustness depends on: measured on digits at 40%
 symmetric noise (issue 11), without it every loss, GR included, ends up
 fitting most of the mislabelled examples.
@@ -26,7 +27,8 @@ What grlib does
    uncovered at the border are filled with **0** (zero padding, not wrapping).
    This is exactly torchvision's ``RandomCrop(size=(H, W), padding=shift)``
    with fill 0 applied to the standardised image, i.e. the common "pad and
-   crop" CIFAR augmentation.
+   crop" CIFAR augmentation.  grlib's images are too small (8x8, 28x28) to
+   crop without losing content, so it pads instead of resizing first.
 3. ``noise``: additive Gaussian noise of standard deviation ``noise`` on
    every feature (in units of the standardised features, i.e. of one
    per-pixel standard deviation of the training data).
@@ -51,24 +53,31 @@ data set: only what is asked for explicitly.
 
 Random numbers and seeds
 ------------------------
-``aug(x)`` (one example) draws from torch's *global* random number generator,
-so a data loader that seeds it per (seed, epoch, example) before calling the
-transform gets results that do not depend on the number of workers.
+``aug(x)`` (one example) draws from torch's *global* random number generator
+(or from ``aug(x, generator)``), so a data loader that seeds it per (seed,
+epoch, example) before calling the transform gets results that do not depend
+on the number of workers.  Seed with ``torch.default_generator.manual_seed``
+(about 2 us), not ``torch.manual_seed`` (about 400 us: it also seeds every
+accelerator back end).
 ``aug.batch(x, generator)`` transforms a whole batch ``[B, D]`` on its device
 (CPU or CUDA, with a generator on the same device), vectorised and without
 host synchronisation, with the same per-example distribution.  Both draw, in
-this order and only for the parts that are switched on: the offsets
-``[B, 2]`` (``dy, dx``) with ``torch.randint``, the flips ``[B]`` with
-``torch.randint(0, 2)``, and the noise ``[B, D]`` with ``torch.randn``; so
-``aug(x)`` equals ``aug.batch(x[None])[0]`` from the same generator state.
-The identity (shift 0, no flip, noise 0) draws nothing and returns a copy of
-the input.
+this order and only for the parts that are switched on: one code per example,
+``torch.randint(0, num_codes, [B])``, uniform over the ``2**flip *
+(2*shift + 1)**2`` equally likely (flip, dy, dx) combinations (so flip, dy and
+dx are independent and uniform), then the noise ``[B, D]`` with
+``torch.randn``; so ``aug(x)`` equals ``aug.batch(x[None])[0]`` from the same
+generator state.  The code selects a row of a small cached table of source
+indices (computed per batch instead for images too large to tabulate), and one
+``gather`` from the input with a zero appended does the shift, the flip and
+the zero padding together.  The identity (shift 0, no flip, noise 0) draws
+nothing and returns a copy of the input.
 """
 from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field, KW_ONLY
+from dataclasses import KW_ONLY, dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -130,8 +139,9 @@ class Augment:
         Standard deviation of additive Gaussian noise, in standardised units.
 
     Call ``aug(x)`` on ONE example (``[D]`` or ``(C, H, W)``, tensor or numpy
-    array) with torch's global generator, or ``aug.batch(x, generator)`` on a
-    batch ``[B, D]`` (or ``[B, C, H, W]``) on any device.  Both return a new
+    array) with torch's global generator (or ``aug(x, generator)``), or
+    ``aug.batch(x, generator)`` on a batch ``[B, D]`` (or ``[B, C, H, W]``) on
+    any device.  Both return a new
     tensor of the input's shape and dtype and never modify the input.
     """
 
@@ -218,9 +228,27 @@ class Augment:
             raise TypeError(f"{name} must hold floating-point features (float16/32/64), got dtype {x.dtype}")
         return x
 
-    def __call__(self, x) -> torch.Tensor:
-        """Augment ONE example ``[D]`` (or ``(C, H, W)``) with torch's global generator; returns a new tensor."""
+    @staticmethod
+    def _check_generator(generator, x: torch.Tensor) -> None:
+        if generator is not None:
+            if not isinstance(generator, torch.Generator):
+                raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+            if generator.device.type != x.device.type:
+                raise ValueError(f"generator is on device {generator.device} but x is on {x.device}; allowed: a "
+                                 "generator on x's device type (torch.Generator(device=x.device))")
+
+    def __call__(self, x, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Augment ONE example ``[D]`` (or ``(C, H, W)``); returns a new tensor of its shape and dtype.
+
+        ``generator``: None (default) draws from torch's global generator, which a
+        data loader seeds per (seed, epoch, example); a ``torch.Generator`` leaves
+        the global one alone.  Seed the global CPU generator per example with
+        ``torch.default_generator.manual_seed(s)`` (about 2 us), not
+        ``torch.manual_seed(s)`` (which also seeds every accelerator: measured at
+        about 400 us on a CPU-only torch).
+        """
         x = self._as_tensor(x, "x")
+        self._check_generator(generator, x)
         if self.image_shape is None:
             if x.dim() != 1:
                 raise ValueError(f"x must be one example of shape [D]; got shape {list(x.shape)} (for a batch "
@@ -229,7 +257,7 @@ class Augment:
             raise ValueError(f"x must be one example of shape [{self.num_features}] or {self.image_shape} for "
                              f"image_shape={self.image_shape}; got shape {list(x.shape)} (for a batch use "
                              "aug.batch(x))")
-        return self._apply(x.reshape(1, -1), None).reshape(x.shape)
+        return self._apply(x.reshape(1, -1), generator).reshape(x.shape)
 
     def batch(self, x, generator: torch.Generator | None = None) -> torch.Tensor:
         """Augment a batch ``[B, D]`` (or ``[B, C, H, W]``), each example independently, on ``x``'s device.
@@ -240,12 +268,7 @@ class Augment:
         ``x``'s shape and dtype.
         """
         x = self._as_tensor(x, "x")
-        if generator is not None:
-            if not isinstance(generator, torch.Generator):
-                raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-            if generator.device.type != x.device.type:
-                raise ValueError(f"generator is on device {generator.device} but x is on {x.device}; allowed: a "
-                                 "generator on x's device type (torch.Generator(device=x.device))")
+        self._check_generator(generator, x)
         if self.image_shape is None:
             if x.dim() != 2:
                 raise ValueError(f"x must be a batch of shape [B, D]; got shape {list(x.shape)}")
@@ -274,7 +297,8 @@ class Augment:
             # Index D (one past the last feature) reads the appended 0: the zero padding.
             out = (F.pad(x, (0, 1)) if self.shift else x).gather(1, idx)
         if self.noise:
-            out = out + self.noise * torch.randn(out.shape, generator=generator, device=x.device, dtype=out.dtype)
+            eps = torch.randn(out.shape, generator=generator, device=x.device, dtype=out.dtype)
+            out = torch.add(out, eps, alpha=self.noise)
         return out
 
 

@@ -1,12 +1,31 @@
-"""The ``grlib`` command line."""
+"""The ``grlib`` command line: every command lives here.
+
+* ``grlib compare``: train CE, GCE and GR on one noisy data set and print a table (:mod:`grlib.compare`).
+* ``grlib data fetch``: build the Fashion-MNIST cache (:func:`grlib.fetch_fashion_mnist`).
+* ``grlib report``: a YAML spec's notebook grid and its HTML report (parser in :mod:`grlib.report.cli`).
+* ``grlib tune``: serve the emphasis tuning app (``notebooks/04_emphasis_tuning.ipynb``) with Voila.
+
+Exit status: 0 success; 2 a refused input or a file-system error (one line on
+stderr, no traceback); the report command documents its own codes.
+Nothing here is imported by the library modules it calls (no import cycle):
+each command imports what it needs when it runs.
+"""
 from __future__ import annotations
 
 import argparse
+import signal
+import socket
+import subprocess
 import sys
+from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser", "TUNING_NOTEBOOK", "tuning_notebook", "free_port", "voila_command"]
+
+#: The notebook that ``grlib tune`` serves (in the repository's ``notebooks/``).
+TUNING_NOTEBOOK = "04_emphasis_tuning.ipynb"
 
 
+# -- compare ----------------------------------------------------------------------------------
 def _cmd_compare(args) -> int:
     from .compare import compare_losses
 
@@ -19,6 +38,7 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+# -- data -------------------------------------------------------------------------------------
 def _cmd_data_fetch(args) -> int:
     from .data import fetch_fashion_mnist
 
@@ -27,11 +47,81 @@ def _cmd_data_fetch(args) -> int:
     return 0
 
 
+# -- tune -------------------------------------------------------------------------------------
+def tuning_notebook() -> Path:
+    """The tuning notebook of the repository (editable install / source checkout)."""
+    from .notebook import notebooks_dir
+
+    path = notebooks_dir() / TUNING_NOTEBOOK
+    if not path.is_file():
+        raise FileNotFoundError(f"the tuning notebook {path} is missing; 'grlib tune' needs a source checkout "
+                                "(pip install -e .), or pass --notebook PATH")
+    return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that is free right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def voila_command(notebook, *, port: int, python: str | None = None) -> list[str]:
+    """The Voila command line that serves ``notebook`` on 127.0.0.1:``port`` (no browser, no port hopping).
+
+    ``--Voila.port_retries=0`` makes Voila fail on a busy port instead of
+    silently moving to the next one; the jupytext lab extension is denied
+    because it throws inside Voila's bundled JupyterLab.
+    """
+    from ._checks import check_int
+
+    port = check_int("port", port, low=1, high=65535)
+    return [python or sys.executable, "-m", "voila", str(notebook), "--no-browser", "--Voila.ip=127.0.0.1",
+            f"--port={port}", "--Voila.port_retries=0", "--VoilaConfiguration.show_tracebacks=True",
+            "--VoilaConfiguration.extension_denylist=jupyterlab-jupytext"]
+
+
+def _cmd_tune(args) -> int:
+    from ._checks import check_int
+
+    notebook = Path(args.notebook) if args.notebook else tuning_notebook()
+    if not notebook.is_file():
+        raise FileNotFoundError(f"notebook {notebook} does not exist")
+    port = check_int("port", args.port, low=0, high=65535) or free_port()
+    if not _port_is_free(port):
+        raise ValueError(f"port {port} on 127.0.0.1 is in use; pass --port N for another one, or --port 0 for "
+                         "any free port")
+    url = f"http://127.0.0.1:{port}/"
+    print(f"grlib tune: serving {notebook.name} with Voila at {url}  (open it in a browser; Ctrl+C stops)",
+          flush=True)
+    proc = subprocess.Popen(voila_command(notebook, port=port))
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return 0
+
+
+# -- the parser -------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grlib", description="Emphasis regularisation by gradient rescaling")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("compare", help="train CE, GCE and GR on one noisy data set and print a table")
+    p = sub.add_parser("compare", help="train CE, GCE and GR(1, 12) on one noisy data set and print a table")
     p.add_argument("--dataset", default="digits", help="digits (default), moons or fashion_mnist")
     p.add_argument("--noise", default="symmetric", help="none, symmetric (default) or pair")
     p.add_argument("--noise-rate", type=float, default=0.4, help="share of corrupted labels (default 0.4)")
@@ -48,10 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(func=_cmd_data_fetch)
 
     from .report.cli import register as register_report
-    from .tuning import register_cli as register_tune
 
     register_report(sub)
-    register_tune(sub)
+
+    p = sub.add_parser("tune", help="open the emphasis tuning app (Voila on 127.0.0.1)",
+                       description="Serve the emphasis tuning notebook as an app with Voila on 127.0.0.1 "
+                                   "and print its URL. No browser is opened; Ctrl+C stops the server.")
+    p.add_argument("--port", type=int, default=8866, help="port on 127.0.0.1 (default 8866; 0: any free port)")
+    p.add_argument("--notebook", default=None, help=f"notebook to serve (default: notebooks/{TUNING_NOTEBOOK})")
+    p.set_defaults(func=_cmd_tune)
     return parser
 
 
@@ -60,7 +155,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, OSError) as exc:  # OSError: a file where a folder goes, no permission, ...
         print(f"grlib {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

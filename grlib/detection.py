@@ -1,7 +1,8 @@
 """Clean-vs-mislabelled detection: scores from one training run, and cleanlab's cross-validated baseline.
 
 Every score here follows one direction: **higher says clean** (like cleanlab's
-label-quality scores, in [0, 1] for probabilities).  :func:`detection_table`
+label-quality scores, in [0, 1] for probabilities).  The one-run scores come
+from :mod:`grlib.scores` (confidence, AUM, forgetting, ...).  :func:`detection_table`
 compares scores by ROC AUC (scikit-learn) and by the precision of flagging the
 lowest-scored ``rate`` share as mislabelled, next to the seconds each score
 cost to compute.
@@ -19,7 +20,6 @@ from .config import RunConfig
 from .data import Dataset
 from .metrics import precision_at_rate, separation_auc
 from .noise import NoisyLabels
-from .results import RunResult
 from .train import predict_proba, train
 
 __all__ = ["cross_val_pred_probs", "cleanlab_scores", "run_scores", "detection_table"]
@@ -62,23 +62,24 @@ def cleanlab_scores(labels, pred_probs, method: str = "self_confidence") -> np.n
     return get_label_quality_scores(np.asarray(labels), np.asarray(pred_probs), method=method)
 
 
-def run_scores(result: RunResult) -> dict[str, np.ndarray]:
-    """Scores from one training run (no extra training), each "higher says clean".
+def run_scores(result, names=None, *, epochs=None, first_k=None) -> dict[str, np.ndarray]:
+    """Scores from one training run (no extra training), oriented so that **higher says clean**.
 
-    p_final:  probability of the given label at the last epoch (evaluation pass
-              if kept, else the training pass).
-    p_mean:   its mean over all epochs of the training passes (the "confidence"
-              of dataset cartography, Swayamdipta et al. 2020).
-    weight_mean: the emphasis weight averaged over epochs.  For CE it is
-              ``2(1-p)``, so it ranks mislabelled examples *higher* (AUC < 0.5);
-              for GR with ``lam >= 1`` it is not monotone in p.
+    A thin wrapper over :func:`grlib.scores.compute_scores` (``orient=True``):
+    ``{name: [n] float64}`` for every score of :data:`grlib.scores.SCORES` the
+    run has the records for (or ``names``).  Scores whose documented direction
+    is "higher says mislabelled" (``forgetting``, ``small_loss``) are negated;
+    those with no clear direction (``variability``, ``mean_weight``) come as
+    they are: CE's weight ``2(1-p)`` ranks mislabelled examples high, so its
+    AUC as "higher says clean" is below 0.5.  ``confidence`` is the mean p of
+    the given label over the epochs ("GR's mean p", formerly ``p_mean``);
+    ``final_p`` the last epoch's (formerly ``p_final``, which read the
+    evaluation pass; this reads the training pass); ``mean_weight`` was
+    ``weight_mean``.
     """
-    p_field = "eval_p" if "eval_p" in result.records else "p"
-    out = {"p_final": result.record(p_field, -1)}
-    if "p" in result.records:
-        out["p_mean"] = np.nanmean(result.record("p"), axis=0)
-        out["weight_mean"] = np.nanmean(result.record("weight"), axis=0)
-    return out
+    from .scores import compute_scores
+
+    return compute_scores(result, names, epochs=epochs, first_k=first_k, orient=True)
 
 
 def detection_table(entries: dict, is_noisy) -> pd.DataFrame:

@@ -10,10 +10,15 @@ Conventions shared with the rest of grlib:
 * ``p`` is the probability a model gives to the *labelled* (possibly wrong)
   class of an example, in [0, 1].
 * ``weight`` is the emphasis normalised within a batch (sums to 1 over a
-  batch); higher means the loss pushes on the example harder.
+  batch, as recorded); higher means the loss pushes on the example harder.
+  Every figure draws it in one unit, **weight x batch size**, so 1 is the
+  batch average whatever the batch size (:func:`grlib.views.relative_weights`).
 * ``is_noisy`` is the ground-truth mask of mislabelled examples; clean and
   mislabelled examples are drawn in ``METHOD_COLORS["clean"]`` and
-  ``METHOD_COLORS["noisy"]``.
+  ``METHOD_COLORS["noisy"]``.  A run without the mask (real data,
+  ``is_noisy is None``) is drawn as one group, "all examples".
+* Histograms show counts (or shares of a group) per bin, never densities:
+  on log-spaced bins a density would draw the right tail far too low.
 * Separation scores follow :func:`grlib.separation_auc`: a higher score says
   "clean".
 * Methods are coloured with :data:`grlib.figures.METHOD_COLORS`; several
@@ -26,20 +31,23 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from ._checks import check_choice, check_int
 from .emphasis import emphasis_curve, emphasis_mode, normalise_over_p
 from .figures import METHOD_COLORS
 
 __all__ = [
-    "method_label", "method_color", "shades", "plot_emphasis_curves", "plot_empirical_emphasis", "plot_history",
-    "plot_weight_histogram", "plot_trajectories", "plot_roc", "plot_separation_auc", "plot_image_grid",
-    "FIELD_LABELS", "NORMALISATIONS",
+    "method_label", "method_color", "group_color", "shades", "plot_emphasis_curves", "plot_empirical_emphasis",
+    "plot_history", "plot_group_histogram", "plot_weight_histogram", "plot_trajectories", "plot_share_above",
+    "plot_p_heatmap", "plot_distribution_grid", "plot_roc", "plot_separation_auc", "plot_image_grid",
+    "plain_log_ticks", "histogram_edges", "FIELD_LABELS", "GROUP_LABELS", "HISTOGRAM_STATS", "NORMALISATIONS",
 ]
 
 #: Axis labels for record and history fields.
 FIELD_LABELS = {
     "p": "p (prob. of given label, train pass)",
     "eval_p": "p (prob. of given label)",
-    "weight": "weight (normalised in batch)",
+    "weight": "weight x batch size (1 = batch average)",
+    "margin": "margin (given-label logit minus the largest other)",
     "log_emphasis": "log emphasis",
     "loss": "per-example loss",
     "train_loss": "training loss",
@@ -250,7 +258,8 @@ def plot_history(results: dict, fields=("test_acc", "noisy_fit"), axes=None):
     ----------
     results : dict ``label -> RunResult``
         Lines are labelled with the keys and coloured by each run's loss
-        (``result.config["loss"]``).
+        (``result.config["loss"]``).  A run whose history lacks a field is
+        not drawn in that panel; NaN values (not measured) leave gaps.
     fields : sequence of str
         History fields (:data:`grlib.results.HISTORY_FIELDS`), e.g.
         ``test_acc`` (higher is better) and ``noisy_fit`` (share of
@@ -262,6 +271,7 @@ def plot_history(results: dict, fields=("test_acc", "noisy_fit"), axes=None):
     -------
     Figure
         ``x`` is the epoch (1-based), each line ``gid="<label>:<field>"``.
+        KeyError for a field that no run recorded.
     """
     if not results:
         raise ValueError("results is empty; give at least one label -> RunResult")
@@ -279,15 +289,25 @@ def plot_history(results: dict, fields=("test_acc", "noisy_fit"), axes=None):
             raise ValueError(f"got {len(axes)} axes for {len(fields)} fields")
         fig = axes[0].figure
     labels = list(results)
-    colours = _colours_by_method([results[k].config.get("loss", k) for k in labels])
+    colours = _colours_by_method([(results[k].config or {}).get("loss", k) for k in labels])
+    for field in fields:
+        if not any(field in results[k].history for k in labels):
+            raise KeyError(f"history field {field!r} is in none of the runs; available: "
+                           f"{sorted(set().union(*(results[k].history for k in labels)))}")
     for ax, field in zip(axes, fields):
+        drawn = False
         for label, colour in zip(labels, colours):
             res = results[label]
-            if field not in res.history:
-                raise KeyError(f"history field {field!r} is not in run {label!r}; available: {sorted(res.history)}")
-            e = res.epochs_completed
-            (line,) = ax.plot(np.arange(1, e + 1), np.asarray(res.history[field])[:e], color=colour, label=label)
+            if field not in res.history:  # a user's run may not record every field: nothing to draw
+                continue
+            values = np.asarray(res.history[field], dtype=np.float64)
+            e = min(int(res.epochs_completed or values.size), values.size)
+            (line,) = ax.plot(np.arange(1, e + 1), values[:e], color=colour, label=label)
             line.set_gid(f"{label}:{field}")
+            drawn = drawn or bool(np.isfinite(values[:e]).any())
+        if not drawn:
+            ax.text(0.5, 0.5, "not recorded in these runs", ha="center", va="center", transform=ax.transAxes,
+                    color="0.4")
         ax.set_xlabel("epoch")
         ax.set_ylabel(FIELD_LABELS.get(field, field))
         ax.legend(loc="best")
@@ -295,139 +315,383 @@ def plot_history(results: dict, fields=("test_acc", "noisy_fit"), axes=None):
 
 
 # -- per-example records ------------------------------------------------------------
-def _groups(result):
-    noisy = np.asarray(result.is_noisy, dtype=bool)
-    return (("clean", ~noisy), ("noisy", noisy))
+#: Legend names of the groups of :func:`grlib.views.group_masks`.
+GROUP_LABELS = {"clean": "clean", "mislabelled": "mislabelled", "all": "all examples"}
+#: Allowed ``stat=`` values of the histograms.
+HISTOGRAM_STATS = ("count", "share")
 
 
-def plot_weight_histogram(result, *, epoch: int = -1, field: str = "weight", ax=None, bins=40, log: bool = False):
-    """Distribution of a per-example record at one epoch, clean vs mislabelled.
+def group_color(group: str):
+    """Colour of a group: ``clean`` green, ``mislabelled`` red (``METHOD_COLORS``), ``all`` dark grey."""
+    return {"clean": METHOD_COLORS["clean"], "mislabelled": METHOD_COLORS["noisy"]}.get(group, "#4d4d4d")
+
+
+def _as_groups(groups, n: int) -> list:
+    """``groups``: None (one group ``all``), a boolean noise mask ``[n]``, or ``[(name, mask), ...]``."""
+    if groups is None:
+        return [("all", np.ones(n, dtype=bool))]
+    if isinstance(groups, (list, tuple)) and groups and isinstance(groups[0], tuple):
+        out = [(str(g), np.asarray(m, dtype=bool).reshape(-1)) for g, m in groups]
+    else:
+        noisy = np.asarray(groups, dtype=bool).reshape(-1)
+        out = [("clean", ~noisy), ("mislabelled", noisy)]
+    for g, m in out:
+        if m.size != n:
+            raise ValueError(f"the mask of group {g!r} has {m.size} entries for {n} values")
+    return [(g, m) for g, m in out if m.any()]
+
+
+def plain_log_ticks(axis, *, max_ticks: int = 6) -> None:
+    """Readable ticks on a log axis: plain numbers (``0.01``, ``1``, ``10``), at most about ``max_ticks``
+    labels, 1-2-5 steps only within two decades, no minor labels (they overlap on narrow panels)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    lo, hi = sorted(axis.get_view_interval())
+    narrow = lo > 0 and hi / lo < 100
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if narrow else (1.0,), numticks=max_ticks))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def histogram_edges(values, bins=40, *, log: bool = False) -> np.ndarray:
+    """Shared bin edges over the finite values (``log``: the positive ones, geometric spacing)."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values) & ((values > 0) if log else True)]
+    if values.size == 0:
+        raise ValueError("no finite values to bin" + (" (log=True needs positive values)" if log else ""))
+    nb = check_int("bins", bins, low=1)
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        lo, hi = (lo / 2, hi * 2) if log else (lo - 0.5, hi + 0.5)
+    return np.geomspace(lo, hi, nb + 1) if log else np.linspace(lo, hi, nb + 1)
+
+
+def plot_group_histogram(values, groups=None, *, bins=40, log: bool = False, stat: str = "count", ax=None,
+                         xlabel: str | None = None, alpha: float = 0.35):
+    """Histogram of per-example values, one step histogram per group, on shared bins.
 
     Parameters
     ----------
-    result : RunResult
-        Its ``records[field]`` is ``[epochs, n_train]`` and ``is_noisy`` ``[n_train]``.
-    epoch : int
-        1-based epoch, ``-1`` for the last one.
-    field : str
-        ``weight``, ``p``, ``eval_p``, ``loss`` or ``log_emphasis``.
+    values : array [n]
+        e.g. ``p`` or weight x batch size (:func:`grlib.views.relative_weights`).
+        Non-finite values (examples not seen) are left out.
+    groups : None, bool array [n] or list of ``(name, mask)``
+        None: one group ``all``; a boolean noise mask: ``clean`` and
+        ``mislabelled``; or explicit groups (names as in
+        :func:`grlib.views.group_masks`).
     bins : int or sequence
-        Shared bin edges for both groups (an int spans the finite values).
+        The number of bins over the finite values (log: geometric spacing),
+        or the edges (values outside them are counted in the end bins).
     log : bool
-        Logarithmic bins and x axis (for positive fields such as ``weight``).
+        Log-spaced bins and a log x axis.  Values <= 0 (e.g. a weight that
+        underflowed to 0) are counted in the first bin and said so in the legend.
+    stat : "count" or "share"
+        ``count``: examples per bin; ``share``: the share of the group's
+        examples per bin (each group sums to 1, so groups of different sizes
+        compare).  Never a density: on log-spaced bins a density divides by
+        widths that grow geometrically and draws the right tail far too low.
 
     Returns
     -------
     Axes
-        Two step histograms, densities, ``gid`` ``"clean"`` and ``"noisy"``
-        (a group with no examples is skipped).
+        Patches with ``gid`` the group name; heights are what ``stat`` says.
     """
-    values = np.asarray(result.record(field, epoch), dtype=np.float64)
+    check_choice("stat", stat, HISTOGRAM_STATS)
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    groups = _as_groups(groups, values.size)
     finite = np.isfinite(values)
-    nonpos = np.zeros_like(finite)
+    if not finite.any():
+        raise ValueError("no finite values to draw (every example is NaN: not seen?)")
+    moved = np.zeros_like(finite)
     if log:
         positive = finite & (values > 0)
         if not positive.any():
-            raise ValueError(f"record {field!r} at epoch {epoch} has no finite positive values for log=True")
-        # values <= 0 (e.g. CE's weight of a fitted example underflows to 0) are counted in the first bin
-        nonpos = finite & ~positive
-        values = np.where(nonpos, values[positive].min(), values)
-    if not finite.any():
-        raise ValueError(f"record {field!r} at epoch {epoch} has no finite values")
-    lo, hi = values[finite].min(), values[finite].max()
+            raise ValueError("log=True needs positive values; every finite value is <= 0")
+        moved = finite & ~positive
+        values = np.where(moved, values[positive].min(), values)
     if np.isscalar(bins) or np.ndim(bins) == 0:
-        if hi <= lo:
-            lo, hi = lo - 0.5, hi + 0.5
-        edges = np.geomspace(lo, hi, int(bins) + 1) if log else np.linspace(lo, hi, int(bins) + 1)
+        edges = histogram_edges(values[finite], bins, log=log)
     else:
         edges = np.asarray(bins, dtype=np.float64)
+        if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
+            raise ValueError("bins given as edges must be a 1-D increasing sequence of at least 2 numbers")
+    values = np.clip(values, edges[0], edges[-1])  # nothing falls outside the edges unseen
     ax = _new_ax(ax)
-    ep = result.epochs_completed if epoch == -1 else epoch
-    for group, mask in _groups(result):
+    for group, mask in groups:
         sel = mask & finite
         if not sel.any():
             continue
-        _, _, patches = ax.hist(values[sel], bins=edges, density=True, histtype="stepfilled", alpha=0.35,
-                                color=method_color(group), edgecolor=method_color(group), lw=1.5,
-                                label=f"{'clean' if group == 'clean' else 'mislabelled'} (n={int(sel.sum())}"
-                                      + (f", {int((sel & nonpos).sum())} at 0 in the first bin" if (sel & nonpos).any()
-                                         else "") + ")")
+        weights = np.full(int(sel.sum()), 1.0 / sel.sum() if stat == "share" else 1.0)
+        note = f", {int((sel & moved).sum())} at 0 in the first bin" if (sel & moved).any() else ""
+        colour = group_color(group)
+        _, _, patches = ax.hist(values[sel], bins=edges, weights=weights, histtype="stepfilled", alpha=alpha,
+                                color=colour, edgecolor=colour, lw=1.5,
+                                label=f"{GROUP_LABELS.get(group, group)} (n={int(sel.sum())}{note})")
         for patch in patches:
             patch.set_gid(group)
     if log:
         ax.set_xscale("log")
-    ax.set_xlabel(FIELD_LABELS.get(field, field))
-    ax.set_ylabel("density")
-    ax.set_title(f"{result.config.get('loss', '')}, epoch {ep}")
+        plain_log_ticks(ax.xaxis)
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    per_bin = "examples per bin" if stat == "count" else "share of the group per bin"
+    ax.set_ylabel(per_bin + (" (log-spaced bins)" if log else ""))
     ax.legend(loc="best")
     return ax
 
 
-def plot_trajectories(result, field: str = "weight", *, ax=None, n_per_group: int = 15, quantiles=(0.1, 0.9),
-                      seed: int = 0, log: bool = False, relative: bool = False):
-    """A record over epochs: sampled clean and mislabelled examples, with group medians and quantile bands.
+def _record_values(result, field: str, epoch: int) -> np.ndarray:
+    from .views import record_row, relative_weights
+
+    row = record_row(result, field, epoch)
+    return relative_weights(row) if field == "weight" else row
+
+
+def plot_weight_histogram(result, *, epoch: int = -1, field: str = "weight", ax=None, bins=40, log: bool = False,
+                          stat: str = "count"):
+    """Distribution of a per-example record at one epoch, clean vs mislabelled (one group without the mask).
 
     Parameters
     ----------
     result : RunResult
-        ``records[field]`` is ``[epochs, n_train]``.
+        Its ``records[field]``; ``is_noisy`` splits the groups (None: one group).
+    epoch : int
+        1-based epoch, ``-1`` for the last one recorded.
     field : str
-        ``weight``, ``p``, ``eval_p``, ``loss``, ``log_emphasis``.
+        ``weight`` (drawn as weight x batch size: 1 = the batch average,
+        :func:`grlib.views.relative_weights`), ``p``, ``eval_p``, ``loss``,
+        ``margin`` or ``log_emphasis``.
+    bins, log, stat :
+        As :func:`plot_group_histogram`: counts per bin by default, on shared
+        bins (log: log-spaced bins and axis, for weights).
+
+    Returns
+    -------
+    Axes
+        Step histograms with ``gid`` ``"clean"`` / ``"mislabelled"`` (or ``"all"``).
+    """
+    from .views import group_masks, resolve_epochs, run_label
+
+    (ep,) = resolve_epochs(result, field, [epoch])
+    values = _record_values(result, field, ep)
+    ax = plot_group_histogram(values, group_masks(result), bins=bins, log=log, stat=stat, ax=ax,
+                              xlabel=FIELD_LABELS.get(field, field))
+    ax.set_title(f"{run_label(result, default='')}, epoch {ep}".lstrip(", "))
+    return ax
+
+
+def plot_trajectories(result, field: str = "weight", *, ax=None, n_per_group: int = 15, quantiles=(0.1, 0.9),
+                      seed: int = 0, log: bool = False, band: bool = True):
+    """A record over epochs: sampled examples per group, with group medians and (optionally) quantile bands.
+
+    Parameters
+    ----------
+    result : RunResult
+        ``records[field]`` is ``[epochs, n_train]``; ``is_noisy`` splits the
+        groups clean / mislabelled (None: one group, ``all``).
+    field : str
+        ``weight`` (drawn as weight x batch size, 1 = the batch average),
+        ``p``, ``eval_p``, ``loss``, ``margin``, ``log_emphasis``.
     n_per_group : int
         Thin lines drawn per group (sampled without replacement with ``seed``).
     quantiles : (low, high)
         The band drawn around each group's median, over *all* its examples.
+        A band misleads for a bimodal group (``p`` of mislabelled examples
+        under GR sits near 0 or near 1): draw ``p`` with
+        :func:`plot_share_above` or :func:`plot_p_heatmap` instead, or pass ``band=False``.
     log : bool
         Logarithmic y axis.
-    relative : bool
-        Multiply by the batch size (``weight`` only): 1 then means "the
-        average weight in a batch", whatever the batch size.
 
     Returns
     -------
     Axes
         Thin lines ``gid="sample:<group>"``, medians ``gid="median:<group>"``,
-        bands ``gid="band:<group>"`` with group ``clean`` / ``noisy``.
+        bands ``gid="band:<group>"``; groups ``clean`` / ``mislabelled`` / ``all``.
+        Epochs on x are the recorded ones (1-based); unseen examples are left out.
     """
+    from .views import group_masks, iter_record_rows, recorded_epochs, relative_weights
+
     lo_q, hi_q = quantiles
     if not 0.0 <= lo_q < hi_q <= 1.0:
         raise ValueError(f"quantiles={quantiles!r} must satisfy 0 <= low < high <= 1")
-    if n_per_group < 0:
-        raise ValueError(f"n_per_group={n_per_group} must be >= 0")
-    arr = np.asarray(result.record(field), dtype=np.float64)  # [E, n]
-    if relative:
-        if field != "weight":
-            raise ValueError("relative=True only applies to field='weight'")
-        arr = arr * float(result.config.get("batch_size", 1))
-    epochs = np.arange(1, arr.shape[0] + 1)
-    ax = _new_ax(ax)
+    n_per_group = check_int("n_per_group", n_per_group, low=0)
+    groups = group_masks(result)
+    if recorded_epochs(result, field).size == 0:
+        raise ValueError(f"record {field!r} holds no complete epoch")
     rng = np.random.default_rng(seed)
-    for group, mask in _groups(result):
-        idx = np.flatnonzero(mask)
-        if idx.size == 0:
-            continue
-        colour = method_color(group)
-        name = "clean" if group == "clean" else "mislabelled"
-        pick = rng.choice(idx, size=min(n_per_group, idx.size), replace=False)
-        for j in pick:
-            (line,) = ax.plot(epochs, arr[:, j], color=colour, lw=0.5, alpha=0.35)
-            line.set_gid(f"sample:{group}")
-        sub = arr[:, idx]
-        with np.errstate(all="ignore"):
-            med = np.nanmedian(sub, axis=1)
-            lo, hi = np.nanquantile(sub, [lo_q, hi_q], axis=1)
-        band = ax.fill_between(epochs, lo, hi, color=colour, alpha=0.18, lw=0,
-                               label=f"{name} {lo_q:.0%}-{hi_q:.0%}")
-        band.set_gid(f"band:{group}")
-        (line,) = ax.plot(epochs, med, color=colour, lw=2.2, label=f"{name} median (n={idx.size})")
-        line.set_gid(f"median:{group}")
+    picks = {g: rng.choice(np.flatnonzero(m), size=min(n_per_group, int(m.sum())), replace=False) for g, m in groups}
+    epochs, stats, samples = [], {g: [] for g, _ in groups}, {g: [] for g, _ in groups}
+    for epoch, row in iter_record_rows(result, field):  # one epoch at a time: any run length
+        if field == "weight":
+            row = relative_weights(row)
+        epochs.append(epoch)
+        for g, mask in groups:
+            sub = row[mask]
+            sub = sub[np.isfinite(sub)]
+            stats[g].append(np.quantile(sub, [0.5, lo_q, hi_q]) if sub.size else np.full(3, np.nan))
+            samples[g].append(row[picks[g]])
+    ax = _new_ax(ax)
+    x = np.asarray(epochs)
+    for g, mask in groups:
+        colour, name = group_color(g), GROUP_LABELS.get(g, g)
+        for line_values in np.asarray(samples[g]).reshape(len(epochs), -1).T:
+            (line,) = ax.plot(x, line_values, color=colour, lw=0.5, alpha=0.35)
+            line.set_gid(f"sample:{g}")
+        med, lo, hi = np.asarray(stats[g]).reshape(len(epochs), 3).T
+        if band:
+            poly = ax.fill_between(x, lo, hi, color=colour, alpha=0.18, lw=0, label=f"{name} {lo_q:.0%}-{hi_q:.0%}")
+            poly.set_gid(f"band:{g}")
+        (line,) = ax.plot(x, med, color=colour, lw=2.2, label=f"{name} median (n={int(mask.sum())})")
+        line.set_gid(f"median:{g}")
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    label = FIELD_LABELS.get(field, field)
-    ax.set_ylabel("weight x batch size (1 = batch average)" if relative else label)
+    ax.set_ylabel(FIELD_LABELS.get(field, field))
     ax.legend(loc="best")
     return ax
+
+
+def plot_share_above(result, field: str | None = None, *, threshold: float = 0.5, ax=None):
+    """Per epoch, the share of each group with ``p > threshold`` (default: the model believes the given label).
+
+    The honest view of a bimodal group: for GR's mislabelled examples, which
+    sit near ``p = 0`` or near ``p = 1``, a median with a quantile band reads
+    as "spread everywhere", while this line says how many are fitted.  Data:
+    :func:`grlib.views.share_above` (``field`` defaults to ``eval_p``, else ``p``).
+
+    Returns
+    -------
+    Axes
+        One line per group, ``gid="share:<group>"``, y in [0, 1].
+    """
+    from .views import p_field, share_above
+
+    field = field or p_field(result)
+    table = share_above(result, field, threshold=threshold)
+    ax = _new_ax(ax)
+    for g in table.columns[1:]:
+        (line,) = ax.plot(table["epoch"], table[g], color=group_color(g), lw=2.0, label=GROUP_LABELS.get(g, g))
+        line.set_gid(f"share:{g}")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"share with {'p' if field in ('p', 'eval_p') else field} > {threshold:g}")
+    ax.legend(loc="best")
+    return ax
+
+
+def plot_p_heatmap(result, field: str | None = None, *, group: str = "mislabelled", bins: int = 20, ax=None,
+                   vmax: float | None = None, colorbar: bool = True):
+    """Heat map of ``p`` against the epoch for one group: the colour is the share of the group in each ``p`` bin.
+
+    Shows a bimodal group as two bands (near 0 and near 1) where a quantile
+    band would cover everything.  Data: :func:`grlib.views.p_by_epoch`.
+
+    Parameters
+    ----------
+    field : str, optional
+        A record in [0, 1] (default ``eval_p``, else ``p``).
+    group : "clean", "mislabelled" or "all"
+        ``clean`` / ``mislabelled`` need the run's noise mask.
+    bins : int
+        Equal-width ``p`` bins over [0, 1].
+    vmax : float, optional
+        Top of the colour scale (default: the largest share drawn); pass one
+        value to several panels to compare them.
+    colorbar : bool
+        Add a colour bar ("share of the group").
+
+    Returns
+    -------
+    Axes
+        With one QuadMesh, ``gid="heatmap:<group>"``; x the recorded epochs, y ``p``.
+    """
+    from .views import p_by_epoch, p_field
+
+    field = field or p_field(result)
+    epochs, edges, shares = p_by_epoch(result, field, group=group, bins=bins)
+    if epochs.size == 0:
+        raise ValueError(f"record {field!r} holds no complete epoch")
+    ax = _new_ax(ax)
+    # epoch cells centred on the epoch numbers (works for records kept every k epochs too)
+    mids = epochs.astype(np.float64)
+    half = np.diff(mids) / 2 if mids.size > 1 else np.array([0.5])
+    x_edges = np.concatenate([[mids[0] - half[0]], mids[:-1] + half, [mids[-1] + half[-1]]])
+    cmap = {"clean": "Greens", "mislabelled": "Reds"}.get(group, "Greys")
+    top = vmax if vmax is not None else (float(np.nanmax(shares)) if np.isfinite(shares).any() else 1.0)
+    mesh = ax.pcolormesh(x_edges, edges, np.ma.masked_invalid(shares), cmap=cmap, vmin=0.0, vmax=top,
+                         shading="flat")
+    mesh.set_gid(f"heatmap:{group}")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("p (prob. of given label)" if field in ("p", "eval_p") else field)
+    ax.grid(False)
+    if colorbar:
+        ax.figure.colorbar(mesh, ax=ax, label=f"share of {GROUP_LABELS.get(group, group)}", pad=0.01)
+    return ax
+
+
+def plot_distribution_grid(results: dict, field: str, epochs, *, log: bool = False, bins: int = 30,
+                           stat: str = "share", auc_field: str | None = None, fig=None):
+    """Distributions of a record, one row per run and one column per epoch, clean vs mislabelled.
+
+    Every row (one run, e.g. one loss) has its own x axis, shared across its
+    epochs: CE's and GR's weights live on scales orders of magnitude apart,
+    and a shared axis would squeeze one of them into a sliver.
+
+    Parameters
+    ----------
+    results : dict ``label -> RunResult``
+    field : str
+        A record (``weight`` is drawn as weight x batch size, 1 = the batch average).
+    epochs : sequence of int
+        1-based epochs (-1: the last recorded) of every run.
+    log, bins, stat :
+        As :func:`plot_group_histogram` (default ``share``: each group's
+        shares sum to 1, so the smaller mislabelled group stays visible).
+    auc_field : str, optional
+        A record whose separation AUC ("higher says clean",
+        :func:`grlib.separation_auc`) is shown in each title, when the run has the noise mask.
+    fig : Figure, optional
+        An empty figure to draw on (default: a new one).
+
+    Returns
+    -------
+    Figure
+        ``len(results) x len(epochs)`` axes; titles ``"<label>, epoch <e>"``.
+    """
+    from .metrics import separation_auc
+    from .views import group_masks, has_mask, record_row, resolve_epochs
+
+    if not results:
+        raise ValueError("results is empty; give at least one label -> RunResult")
+    resolved = {label: resolve_epochs(res, field, list(epochs)) for label, res in results.items()}
+    ncols = max(len(e) for e in resolved.values())
+    if fig is None:
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=(3.6 * ncols, 3.0 * len(results)))
+    axes = fig.subplots(len(results), ncols, squeeze=False, sharex="row")  # one x axis per run
+    for row, (label, res) in enumerate(results.items()):
+        values = {e: _record_values(res, field, e) for e in resolved[label]}
+        stacked = np.concatenate(list(values.values()))
+        edges = histogram_edges(stacked[np.isfinite(stacked) & ((stacked > 0) if log else True)], bins, log=log)
+        for col in range(ncols):
+            ax = axes[row, col]
+            if col >= len(resolved[label]):
+                ax.set_axis_off()
+                continue
+            e = resolved[label][col]
+            plot_group_histogram(values[e], group_masks(res), bins=edges, log=log, stat=stat, ax=ax,
+                                 xlabel=FIELD_LABELS.get(field, field))
+            title = f"{label}, epoch {e}"
+            if auc_field and has_mask(res) and auc_field in res.records:
+                title += f": AUC {separation_auc(record_row(res, auc_field, e), res.is_noisy):.2f}"
+            ax.set_title(title)
+            if col:
+                ax.set_ylabel("")
+            if row or col:
+                ax.get_legend().remove()
+    return fig
 
 
 # -- separation ---------------------------------------------------------------------
@@ -456,6 +720,8 @@ def plot_roc(scores, is_noisy, *, ax=None, label: str | None = None, color=None,
 
     from .metrics import separation_auc
 
+    if is_noisy is None:
+        raise ValueError("a ROC curve of clean vs mislabelled needs the noise mask, and is_noisy is None")
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     m = np.asarray(is_noisy, dtype=bool).reshape(-1)
     if s.shape != m.shape:

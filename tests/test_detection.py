@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import grlib
+import grlib.scores
 from grlib.detection import cleanlab_scores, cross_val_pred_probs, detection_table, run_scores
 
 
@@ -31,14 +32,19 @@ def test_run_scores_and_table(noisy_digits):
     r = grlib.train(cfg.replace(loss="gr", loss_params={"lam": 1.0, "beta": 12.0}), data=data, noisy=noisy,
                     progress=False)
     s = run_scores(r)
-    assert set(s) == {"p_final", "p_mean", "weight_mean"}
+    # every score grlib.train's records allow (aum needs the 'margin' record)
+    assert {"confidence", "variability", "correctness", "forgetting", "final_p", "mean_weight", "small_loss"} <= set(s)
     table = detection_table({k: (v, 1.0) for k, v in s.items()}, noisy.is_noisy)
     assert list(table.columns) == ["score", "roc_auc", "precision_at_rate", "seconds"]
-    row = table.set_index("score").loc["p_mean"]
+    row = table.set_index("score").loc["confidence"]
     assert row.roc_auc > 0.9 and row.precision_at_rate > 0.7
+    # oriented: the scores where higher says mislabelled come negated, so they too rank clean examples high
+    np.testing.assert_array_equal(s["small_loss"], -grlib.scores.small_loss(r))
+    assert table.set_index("score").loc["small_loss"].roc_auc > 0.9
     # CE's weight 2(1 - p) emphasises the mislabelled: "higher weight says clean" scores below 0.5
     ce = grlib.train(cfg, data=data, noisy=noisy, progress=False)
-    assert grlib.separation_auc(run_scores(ce)["weight_mean"], noisy.is_noisy) < 0.5
+    assert grlib.separation_auc(run_scores(ce)["mean_weight"], noisy.is_noisy) < 0.5
+    assert set(run_scores(ce, ["confidence"])) == {"confidence"}
 
 
 def test_detection_table_precision_matches_definition():

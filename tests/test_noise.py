@@ -135,6 +135,8 @@ def test_matrix_of_a_wrong_type_is_refused():
         transition_noise(np.array([0, 1]), [["a", "b"], ["c", "d"]])
     with pytest.raises(TypeError, match=r"real numbers, got dtype complex128"):
         transition_noise(np.array([0, 1]), np.eye(2) + 0j)
+    with pytest.raises(ValueError, match=r"transition matrix cannot be read as an array"):
+        transition_noise(np.array([0, 1]), [[1.0], [0.0, 1.0]])
 
 
 @pytest.mark.parametrize("kind", ["symmetric", "pair", "none"])

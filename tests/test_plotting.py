@@ -184,42 +184,135 @@ def test_plot_history_one_panel_per_field_one_line_per_run():
         plotting.plot_history(results, fields=("nope",))
 
 
-def test_weight_histogram_splits_clean_and_noisy():
+def test_weight_histogram_splits_clean_and_mislabelled_in_counts_and_relative_weights():
     res = _fake_result()
     ax = plotting.plot_weight_histogram(res, epoch=-1, field="weight", bins=20)
     groups = {p.get_gid() for p in ax.patches}
-    assert groups == {"clean", "noisy"}
+    assert groups == {"clean", "mislabelled"}
     clean = [p for p in ax.patches if p.get_gid() == "clean"]
     assert np.allclose(clean[0].get_facecolor()[:3], to_rgb(METHOD_COLORS["clean"]))
-    # mislabelled examples have the larger weights in the fake run: their histogram sits to the right
-    def peak_x(group):
-        v = np.concatenate([p.get_path().vertices for p in ax.patches if p.get_gid() == group])
-        return v[np.argmax(v[:, 1]), 0]
-
-    assert peak_x("noisy") > 0.029 > 0.012 > peak_x("clean")
+    # heights are counts: each group's bars add up to its number of examples
+    for group, n in (("clean", int((~res.is_noisy).sum())), ("mislabelled", int(res.is_noisy.sum()))):
+        assert _bar_heights(ax, group).sum() == pytest.approx(n)
+    assert ax.get_ylabel() == "examples per bin"
+    # x is weight x batch size: the mislabelled (0.03 of a batch) sit right of 1, the clean (0.01) left of it
+    w = res.records["weight"][-1]
+    scale = w.size / w.sum()
+    assert peak_x(ax, "mislabelled") > 0.029 * scale > 1 > 0.012 * scale > peak_x(ax, "clean")
+    assert ax.get_xlabel() == "weight x batch size (1 = batch average)"
     ax = plotting.plot_weight_histogram(res, epoch=2, field="p", log=True)
-    assert ax.get_xscale() == "log" and "epoch 2" in ax.get_title()
-    with pytest.raises(ValueError, match="outside"):
+    assert ax.get_xscale() == "log" and "epoch 2" in ax.get_title() and "log-spaced" in ax.get_ylabel()
+    with pytest.raises(ValueError, match="not recorded"):
         plotting.plot_weight_histogram(res, epoch=99)
     with pytest.raises(KeyError):
         plotting.plot_weight_histogram(res, field="magnitude")
+    with pytest.raises(ValueError, match="stat"):
+        plotting.plot_weight_histogram(res, stat="density")
+
+
+def _bar_heights(ax, group):
+    """Heights of a step-filled histogram: the top edge of its polygon, one value per bin."""
+    (patch,) = [p for p in ax.patches if p.get_gid() == group]
+    v = patch.get_path().vertices
+    n = (len(v) - 1) // 4  # stepfilled: up the left side, along the top, down, back along the bottom
+    tops = v[1:2 * n + 1:2, 1]
+    return tops
+
+
+def peak_x(ax, group):
+    v = np.concatenate([p.get_path().vertices for p in ax.patches if p.get_gid() == group])
+    return v[np.argmax(v[:, 1]), 0]
+
+
+def test_log_histogram_counts_per_bin_not_density():
+    """A tail at large weights keeps its true height on log bins (a density would draw it ~40x too low)."""
+    values = np.concatenate([np.full(500, 1.0), np.full(500, 80.0)])  # two equal groups of values
+    ax = plotting.plot_group_histogram(values, None, bins=np.geomspace(0.5, 100, 9), log=True)
+    heights = _bar_heights(ax, "all")
+    assert sorted(heights[heights > 0]) == [500, 500]  # counts: both modes equally tall
+    ax = plotting.plot_group_histogram(values, np.arange(1000) >= 500, bins=8, log=True, stat="share")
+    assert _bar_heights(ax, "clean").sum() == pytest.approx(1) and _bar_heights(ax, "mislabelled").max() == pytest.approx(1)
+    assert ax.get_ylabel() == "share of the group per bin (log-spaced bins)"
+    # values outside explicit edges are counted in the end bins, not dropped
+    ax = plotting.plot_group_histogram(np.array([0.1, 5.0, 500.0]), bins=[1.0, 10.0, 100.0])
+    assert _bar_heights(ax, "all").tolist() == [2, 1]
+    with pytest.raises(ValueError, match="positive"):
+        plotting.plot_group_histogram(np.zeros(4), log=True)
+    with pytest.raises(ValueError, match="finite"):
+        plotting.plot_group_histogram(np.full(4, np.nan))
 
 
 def test_trajectories_samples_medians_and_bands():
     res = _fake_result(n=100)
     ax = plotting.plot_trajectories(res, "p", n_per_group=5, quantiles=(0.25, 0.75))
-    assert len(_by_gid(ax, "sample:clean")) == 5 and len(_by_gid(ax, "sample:noisy")) == 5
+    assert len(_by_gid(ax, "sample:clean")) == 5 and len(_by_gid(ax, "sample:mislabelled")) == 5
     (med_clean,) = _by_gid(ax, "median:clean")
     arr = res.records["p"][:, ~res.is_noisy]
     assert np.allclose(med_clean.get_ydata(), np.median(arr, axis=1))
-    assert {c.get_gid() for c in ax.collections} == {"band:clean", "band:noisy"}
-    ax = plotting.plot_trajectories(res, "weight", relative=True, n_per_group=0)
-    (med,) = _by_gid(ax, "median:noisy")
-    assert np.median(med.get_ydata()) == pytest.approx(64 * 0.0305, rel=0.05)
+    assert {c.get_gid() for c in ax.collections} == {"band:clean", "band:mislabelled"}
+    # weights are always drawn as weight x batch size (1 = the batch average)
+    ax = plotting.plot_trajectories(res, "weight", n_per_group=0, band=False)
+    (med,) = _by_gid(ax, "median:mislabelled")
+    w = res.records["weight"]
+    expected = np.median(w[:, res.is_noisy] * (w.shape[1] / w.sum(axis=1, keepdims=True)), axis=1)
+    assert np.allclose(med.get_ydata(), expected)
+    assert len(ax.collections) == 0 and ax.get_ylabel().startswith("weight x batch size")
     with pytest.raises(ValueError, match="quantiles"):
         plotting.plot_trajectories(res, quantiles=(0.9, 0.1))
-    with pytest.raises(ValueError, match="relative"):
-        plotting.plot_trajectories(res, "p", relative=True)
+
+
+def test_record_views_without_noise_mask_draw_one_group():
+    res = _fake_result(n=50)
+    res.is_noisy = None  # real data: the mislabelled examples are unknown
+    ax = plotting.plot_trajectories(res, "p", n_per_group=3)
+    assert len(_by_gid(ax, "median:all")) == 1 and len(_by_gid(ax, "sample:all")) == 3
+    ax = plotting.plot_weight_histogram(res)
+    assert {p.get_gid() for p in ax.patches} == {"all"}
+    assert _bar_heights(ax, "all").sum() == 50
+    ax = plotting.plot_share_above(res)
+    assert [line.get_gid() for line in ax.lines] == ["share:all"]
+    ax = plotting.plot_p_heatmap(res, group="all", colorbar=False)
+    with pytest.raises(ValueError, match="noise mask"):
+        plotting.plot_p_heatmap(res, group="mislabelled")
+    with pytest.raises(ValueError, match="noise mask"):
+        plotting.plot_roc(np.zeros(50), None)
+
+
+def test_share_above_and_heatmap_show_a_bimodal_group():
+    """Mislabelled examples at p near 0 or near 1: the share above 0.5 and the two bands of the heat map say so."""
+    n, epochs = 200, 5
+    is_noisy = np.arange(n) < 80
+    p = np.full((epochs, n), 0.95)
+    p[:, :40] = 0.02  # half the mislabelled stay unfitted ...
+    p[:, 40:80] = 0.98  # ... half are fitted
+    res = grlib.RunResult(config={"loss": "gr"}, y_given=np.zeros(n, int), y_true=np.zeros(n, int),
+                          is_noisy=is_noisy, num_classes=2, records={"eval_p": p.astype(np.float32)},
+                          epochs_completed=epochs)
+    ax = plotting.plot_share_above(res)
+    (noisy,) = _by_gid(ax, "share:mislabelled")
+    (clean,) = _by_gid(ax, "share:clean")
+    assert np.allclose(noisy.get_ydata(), 0.5) and np.allclose(clean.get_ydata(), 1.0)
+    assert list(noisy.get_xdata()) == [1, 2, 3, 4, 5] and ax.get_ylabel() == "share with p > 0.5"
+    fig, ax = plt.subplots()
+    plotting.plot_p_heatmap(res, group="mislabelled", bins=10, ax=ax)
+    (mesh,) = [c for c in ax.collections if c.get_gid() == "heatmap:mislabelled"]
+    shares = np.asarray(mesh.get_array()).reshape(10, epochs)
+    assert np.allclose(shares[0], 0.5) and np.allclose(shares[-1], 0.5) and np.allclose(shares[1:-1], 0)
+    assert len(fig.axes) == 2  # and its colour bar
+
+
+def test_distribution_grid_gives_each_run_its_own_x_axis():
+    ce, gr = _fake_result("ce"), _fake_result("gr", seed=1)
+    gr.records["weight"] = (gr.records["weight"] * 1e-3 + 1 / 200).astype(np.float32)  # a much narrower spread
+    fig = plotting.plot_distribution_grid({"ce": ce, "gr": gr}, "weight", [2, -1], log=True, auc_field="p")
+    axes = np.asarray(fig.axes).reshape(2, 2)
+    assert axes[0, 0].get_xlim() == axes[0, 1].get_xlim()  # shared within a run
+    assert axes[0, 0].get_xlim() != axes[1, 0].get_xlim()  # not across runs
+    lo, hi = axes[1, 0].get_xlim()
+    assert hi / lo < 1.1  # GR fills its panel instead of a sliver of CE's range
+    assert axes[0, 1].get_title().startswith("ce, epoch 6: AUC ")
+    with pytest.raises(ValueError, match="not recorded"):
+        plotting.plot_distribution_grid({"ce": ce}, "p", [50])
 
 
 # -- separation ------------------------------------------------------------------
@@ -276,3 +369,4 @@ def test_weight_histogram_log_keeps_zero_weights_in_first_bin():
     ax = plot_weight_histogram(r, log=True, bins=5)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[0] == "clean (n=3, 1 at 0 in the first bin)" and labels[1] == "mislabelled (n=3)"
+    assert _bar_heights(ax, "clean")[0] == 2  # the zero weight and the smallest positive one

@@ -1,4 +1,4 @@
-"""The emphasis tuner: pure functions, widget callbacks, the Train button, validation, the CLI hook, the notebook."""
+"""The emphasis tuner: pure functions, widget callbacks, the Train button, validation, ``grlib tune``, the notebook."""
 import argparse
 import json
 import os
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import grlib
-from grlib import tuning
+from grlib import cli
 from grlib.tuning import EmphasisTuner, TunerSettings, batch_weights, curve_data, reference_batch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,7 +127,7 @@ def test_moving_lam_redraws_curve_readout_and_batch(tuner):
     assert tuner.curve_image.value != before[3] and tuner.curve_figure is not before[4]
     # the selected curve in the figure is the new one
     ax = tuner.curve_figure.axes[0]
-    line = next(ln for ln in ax.lines if ln.get_gid() == "curve:gr(lam=3, beta=8)")
+    line = next(ln for ln in ax.lines if ln.get_gid() == "curve:gr(lam=3, beta=12)")
     np.testing.assert_allclose(line.get_ydata(), tuner.curve.values)
     assert tuner.reference_count == refs  # no retraining for an emphasis change
     assert tuner.lam_slider.continuous_update is False and tuner.beta_slider.continuous_update is False
@@ -222,7 +222,7 @@ def test_train_button_runs_training_and_keeps_the_previous_run():
     assert r2.config["loss"] == "ce" and "run 2: ce" in tuner.status_text
     assert tuner.train_image.value != img1
     gids = {ln.get_gid() for ax in tuner.train_figure.axes for ln in ax.lines}
-    assert {"run 1: gr(lam=1, beta=8):test_acc", "run 2: ce:test_acc", "run 1: gr(lam=1, beta=8):noisy_fit",
+    assert {"run 1: gr(lam=1, beta=12):test_acc", "run 2: ce:test_acc", "run 1: gr(lam=1, beta=12):noisy_fit",
             "run 2: ce:noisy_fit"} <= gids
     line = next(ln for ax in tuner.train_figure.axes for ln in ax.lines if ln.get_gid() == "run 2: ce:noisy_fit")
     np.testing.assert_allclose(line.get_ydata(), r2.history["noisy_fit"])
@@ -253,30 +253,56 @@ def test_run_training_headless_with_changes():
     assert tuner.loss_buttons.value == "gce" and tuner.mode_text == "mode p*=0.333"
 
 
-# -- serving -----------------------------------------------------------------------------------
-def test_register_cli_adds_tune():
-    parser = argparse.ArgumentParser(prog="grlib")
-    sub = parser.add_subparsers(dest="command", required=True)
-    tuning.register_cli(sub)
-    args = parser.parse_args(["tune", "--port", "0"])
-    assert args.port == 0 and args.func is tuning._cmd_tune and args.notebook is None
-    assert tuning.tuning_notebook() == NOTEBOOK
+# -- serving: grlib tune ------------------------------------------------------------------------
+def test_cli_owns_tune_and_tuning_does_not_import_cli():
+    args = cli.build_parser().parse_args(["tune", "--port", "0"])
+    assert args.port == 0 and args.func is cli._cmd_tune and args.notebook is None
+    assert cli.tuning_notebook() == NOTEBOOK
+    # no cli <-> tuning cycle: the library modules never import the command line, nor the reverse
+    for path in (REPO / "grlib" / "tuning").glob("*.py"):
+        if path.name != "__main__.py":  # python -m grlib.tuning: the entry point, imported by nothing
+            assert not {m for m in _imports(path) if m.endswith("cli")}, f"{path.name} imports the CLI"
+    assert not {m for m in _imports(REPO / "grlib" / "cli.py") if "tuning" in m}
+
+
+def _imports(path):
+    """Every module name a file imports (relative ones with their dots), at any depth."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.add("." * node.level + (node.module or ""))
+    return names
 
 
 def test_voila_command_and_busy_port(capsys):
-    cmd = tuning.voila_command(NOTEBOOK, port=8899, python="/x/python")
+    cmd = cli.voila_command(NOTEBOOK, port=8899, python="/x/python")
     assert cmd[:4] == ["/x/python", "-m", "voila", str(NOTEBOOK)]
     assert {"--no-browser", "--Voila.ip=127.0.0.1", "--port=8899", "--Voila.port_retries=0"} <= set(cmd)
     with pytest.raises(ValueError, match="port"):
-        tuning.voila_command(NOTEBOOK, port=70000)
+        cli.voila_command(NOTEBOOK, port=70000)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         busy = s.getsockname()[1]
-        assert tuning.main(["tune", "--port", str(busy)]) == 2
+        assert cli.main(["tune", "--port", str(busy)]) == 2
     assert f"port {busy} on 127.0.0.1 is in use" in capsys.readouterr().err
-    assert tuning.main(["tune", "--notebook", "/nonexistent/nb.ipynb"]) == 2
+    assert cli.main(["tune", "--notebook", "/nonexistent/nb.ipynb"]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert cli.main(["tune", "--port", "-3"]) == 2
+    assert "port=-3 is too small" in capsys.readouterr().err
+
+
+def test_python_m_grlib_tuning_is_grlib_tune():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "grlib.tuning", "--help"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and "--port" in out.stdout and "Voila" in out.stdout
 
 
 # -- the notebook --------------------------------------------------------------------------------

@@ -1,0 +1,427 @@
+"""Per-run views: the numbers behind notebooks 02 and 03, for any saved run (grlib's or a user's own).
+
+Every function takes a :class:`grlib.RunResult` (from :func:`grlib.train`, a
+:class:`grlib.Recorder`, or :meth:`grlib.RunResult.load`) and returns plain
+numpy arrays or pandas tables; :mod:`grlib.plotting` draws them.  They accept
+what a user's run may lack:
+
+* no noise mask (``result.is_noisy is None``: real data, the mislabelled
+  examples are unknown): views that split clean from mislabelled examples use
+  one group, ``"all"``; those that need the mask (:func:`weight_share_noisy`)
+  raise a ValueError that says so;
+* no evaluation pass (no ``eval_p`` record): :func:`p_field` falls back to
+  ``p``, the probability seen by the training pass;
+* examples not seen in an epoch (NaN in float records): left out of that
+  epoch's numbers, never counted as zero;
+* records kept every k epochs (``result.record_epochs``): epochs are the real,
+  1-based epoch numbers.
+
+Conventions: ``p`` is the probability the model gives to the *given*
+(possibly wrong) label, in [0, 1]; weights are shown as **weight x batch
+size** (:func:`relative_weights`), so 1 is the average weight in a batch,
+whatever the batch size, while the recorded ``weight`` stays normalised (sums
+to 1 per batch).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "GROUPS", "has_mask", "p_field", "recorded_epochs", "resolve_epochs", "record_row", "iter_record_rows",
+    "relative_weights", "group_masks", "run_summary", "run_label", "load_runs", "share_above", "p_by_epoch",
+    "group_medians", "weight_share_noisy", "ranked_examples", "run_images",
+]
+
+#: Group names: ``clean`` / ``mislabelled`` when the run knows its noise mask, else ``all``.
+GROUPS = ("clean", "mislabelled", "all")
+
+_SUMMARY_KEYS = ("epochs", "final_acc", "best_acc", "epoch_of_best", "noisy_fit", "clean_acc",
+                 "noise_rate_realised", "stopped")
+
+
+# -- what a run holds --------------------------------------------------------------------------
+def has_mask(result) -> bool:
+    """True when the run knows which training labels are wrong (``result.is_noisy`` is set)."""
+    return getattr(result, "is_noisy", None) is not None
+
+
+def p_field(result) -> str:
+    """The record to read ``p`` from: ``eval_p`` (evaluation pass after the epoch) when kept, else ``p``.
+
+    Raises KeyError when the run kept neither.
+    """
+    for name in ("eval_p", "p"):
+        if name in result.records:
+            return name
+    raise KeyError(f"the run kept neither 'eval_p' nor 'p'; its records: {sorted(result.records)}")
+
+
+def _check_field(result, field: str) -> None:
+    if field not in result.records:
+        raise KeyError(f"record {field!r} was not kept in this run; available: {sorted(result.records)}")
+
+
+def recorded_epochs(result, field: str) -> np.ndarray:
+    """The 1-based epochs whose rows of ``records[field]`` are complete, ascending (int64 ``[rows]``).
+
+    Row k of a record holds epoch ``result.record_epochs[k]`` when the run
+    kept records every k epochs, else epoch k + 1; rows past
+    ``epochs_completed`` (a run stopped early) are left out.
+    """
+    _check_field(result, field)
+    rows = int(np.shape(result.records[field])[0])
+    kept = getattr(result, "record_epochs", None)
+    epochs = np.arange(1, rows + 1, dtype=np.int64) if kept is None else np.asarray(kept, dtype=np.int64)[:rows]
+    done = getattr(result, "epochs_completed", None)
+    if done:
+        epochs = epochs[epochs <= int(done)]
+    return epochs
+
+
+def resolve_epochs(result, field: str, epochs: Sequence[int]) -> list[int]:
+    """``epochs`` (1-based; -1 is the last recorded epoch) as recorded epoch numbers, sorted, duplicates dropped.
+
+    Raises ValueError naming an epoch that was not recorded, with the ones that were.
+    """
+    kept = recorded_epochs(result, field)
+    if kept.size == 0:
+        raise ValueError(f"record {field!r} holds no complete epoch")
+    out = set()
+    for e in epochs:
+        if isinstance(e, bool) or not isinstance(e, (int, np.integer)):
+            raise TypeError(f"epoch {e!r} must be an integer (1-based, or -1 for the last)")
+        e = int(kept[-1]) if e == -1 else int(e)
+        if e not in kept:
+            shown = f"{kept[0]}..{kept[-1]}" if np.array_equal(kept, np.arange(kept[0], kept[-1] + 1)) else kept.tolist()
+            raise ValueError(f"epoch {e} of record {field!r} was not recorded; recorded epochs: {shown} "
+                             "(or -1 for the last)")
+        out.add(e)
+    return sorted(out)
+
+
+def record_row(result, field: str, epoch: int = -1) -> np.ndarray:
+    """One epoch of a record as float64 ``[n]`` (``epoch`` 1-based; -1: the last recorded).
+
+    Unseen examples are NaN (float fields) or -1 (``pred``, ``eval_pred``).
+    """
+    (e,) = resolve_epochs(result, field, [epoch])
+    row = int(np.flatnonzero(recorded_epochs(result, field) == e)[0])
+    return np.asarray(result.records[field][row], dtype=np.float64)
+
+
+def iter_record_rows(result, field: str, epochs: Sequence[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(epoch, row)`` for each recorded epoch (or those in ``epochs``), row float64 ``[n]``.
+
+    One row at a time, so a memory-mapped run of any length is never read whole.
+    """
+    kept = recorded_epochs(result, field)
+    wanted = kept if epochs is None else np.asarray(resolve_epochs(result, field, epochs), dtype=np.int64)
+    position = {int(e): k for k, e in enumerate(kept)}
+    for e in wanted:
+        yield int(e), np.asarray(result.records[field][position[int(e)]], dtype=np.float64)
+
+
+def relative_weights(weight) -> np.ndarray:
+    """Weights in the plotting unit, **weight x batch size** (1 = the average weight in a batch).
+
+    ``weight`` is one epoch's recorded weights ``[n]`` (each batch's weights
+    sum to 1; NaN for unseen examples) or one batch ``[B]``; a 2-D array is
+    taken row by row (one epoch per row).  Each row is multiplied by
+    ``seen / sum(weights)``, the number of examples seen per batch on average
+    (the sum of the weights is the number of batches).  That is exact when the
+    epoch's batches have one size and within ``1/B`` with grlib's near-equal
+    batches; a run with one short last batch shows that batch's examples
+    larger by the factor they really got.  Returns float64, NaN where the
+    input is NaN (or a whole row when it holds no positive weight).
+    """
+    w = np.asarray(weight, dtype=np.float64)
+    if w.ndim == 0 or w.ndim > 2:
+        raise ValueError(f"weight must be one epoch [n] or rows of epochs [E, n]; got shape {w.shape}")
+    ok = np.isfinite(w)
+    seen = ok.sum(axis=-1, keepdims=True)
+    total = np.where(ok, w, 0.0).sum(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(total > 0, seen / total, np.nan)
+    return w * factor
+
+
+def group_masks(result) -> list[tuple[str, np.ndarray]]:
+    """``[("clean", mask), ("mislabelled", mask)]`` from ``result.is_noisy``, or ``[("all", ones)]`` without it.
+
+    Groups with no example are left out.
+    """
+    n = int(np.asarray(result.y_given).size)
+    if not has_mask(result):
+        return [("all", np.ones(n, dtype=bool))]
+    noisy = np.asarray(result.is_noisy, dtype=bool).reshape(-1)
+    if noisy.size != n:
+        raise ValueError(f"is_noisy has {noisy.size} entries for {n} training examples")
+    return [(g, m) for g, m in (("clean", ~noisy), ("mislabelled", noisy)) if m.any()]
+
+
+# -- run-level numbers -------------------------------------------------------------------------
+def run_summary(result) -> dict:
+    """``result.summary()`` under one set of names (NaN for what the run cannot tell).
+
+    Keys: ``epochs``, ``final_acc``, ``best_acc``, ``epoch_of_best``,
+    ``noisy_fit`` (share of the mislabelled examples predicted as their given,
+    wrong label at the end: memorisation), ``clean_acc``,
+    ``noise_rate_realised``, ``stopped``.  Runs saved by older grlib versions
+    (``final_noisy_fit`` / ``final_clean_acc``) read the same.
+    """
+    s = dict(result.summary())
+    renamed = {"noisy_fit": s.get("noisy_fit", s.get("final_noisy_fit")),
+               "clean_acc": s.get("clean_acc", s.get("final_clean_acc"))}
+    out = {}
+    for key in _SUMMARY_KEYS:
+        value = renamed[key] if key in renamed else s.get(key)
+        if value is None and key != "stopped":
+            value = float("nan")
+        out[key] = value
+    return out
+
+
+def run_label(result, default: str = "run") -> str:
+    """A short label: the loss and its parameters (``gr(lam=1, beta=12)``) when the settings name them, else ``default``."""
+    from .plotting import method_label
+
+    cfg = result.config or {}
+    loss = cfg.get("loss")
+    if not loss:
+        return default
+    params = dict(cfg.get("loss_params") or {})
+    first = {"lam": 0, "beta": 1}  # GR's parameters in the paper's order, whatever order a settings file kept
+    return method_label(str(loss), dict(sorted(params.items(), key=lambda kv: first.get(kv[0], 2))))
+
+
+def load_runs(run_dir: str) -> dict:
+    """Load the runs of a notebook's ``run_dir`` parameter: one saved run folder, or two separated by a comma.
+
+    Returns ``{label: RunResult}`` in the order given; labels come from
+    :func:`run_label` (the folder's name where the settings do not name a
+    loss, or where two runs would share a label).  Raises ValueError for an
+    empty value or more than two folders, FileNotFoundError naming a folder
+    that does not exist.
+    """
+    from .results import RunResult
+
+    if not isinstance(run_dir, str):
+        raise TypeError(f"run_dir must be a string (one folder, or two separated by a comma), got {run_dir!r}")
+    folders = [part.strip() for part in run_dir.split(",") if part.strip()]
+    if not 1 <= len(folders) <= 2:
+        raise ValueError(f"run_dir={run_dir!r} must name one saved run folder, or two separated by a comma")
+    paths = [Path(f).expanduser() for f in folders]
+    for path in paths:
+        if not path.is_dir():
+            raise FileNotFoundError(f"run_dir={run_dir!r}: {str(path)!r} is not a folder (a saved run: "
+                                    "RunResult.save(folder) or a Recorder's path)")
+    loaded = [(path, RunResult.load(path)) for path in paths]
+    labels = [run_label(res, default=path.name) for path, res in loaded]
+    if len(set(labels)) < len(labels):
+        labels = [f"{label} [{path.name}]" for label, (path, _) in zip(labels, loaded)]
+    if len(set(labels)) < len(labels):  # one folder twice, or two folders of one name
+        labels = [f"{label} [{k}]" for k, label in enumerate(labels, start=1)]
+    return dict(zip(labels, (res for _, res in loaded)))
+
+
+# -- per-epoch views -----------------------------------------------------------------------------
+def share_above(result, field: str | None = None, threshold: float = 0.5) -> pd.DataFrame:
+    """Per epoch, the share of each group's examples with ``p > threshold``.
+
+    For ``p`` (default :func:`p_field`) and ``threshold=0.5``, the
+    mislabelled group's share is the share of mislabelled examples the model
+    believes in their wrong label: the readable view of a bimodal group (where
+    quantile bands read as "spread everywhere").  Among examples seen in the
+    epoch (finite values).  Returns columns ``epoch`` then one per group
+    (:func:`group_masks`), values in [0, 1] (NaN for a group with no example seen).
+    """
+    from ._checks import check_real
+
+    field = field or p_field(result)
+    threshold = check_real("threshold", threshold)
+    groups = group_masks(result)
+    rows = []
+    for epoch, row in iter_record_rows(result, field):
+        entry = {"epoch": epoch}
+        for name, mask in groups:
+            values = row[mask]
+            seen = np.isfinite(values)
+            entry[name] = float((values[seen] > threshold).mean()) if seen.any() else float("nan")
+        rows.append(entry)
+    return pd.DataFrame(rows, columns=["epoch", *(g for g, _ in groups)])
+
+
+def p_by_epoch(result, field: str | None = None, *, group: str = "mislabelled", bins: int = 20):
+    """The distribution of ``p`` in one group at every epoch, as shares per ``p`` bin (a heat map's data).
+
+    Parameters
+    ----------
+    field : str, optional
+        A record in [0, 1] (default :func:`p_field`).
+    group : "clean", "mislabelled" or "all"
+        Which examples (``clean`` / ``mislabelled`` need the noise mask).
+    bins : int
+        Equal-width bins over [0, 1].
+
+    Returns
+    -------
+    (epochs, edges, shares)
+        ``epochs`` int ``[E]``, ``edges`` float ``[bins + 1]`` from 0 to 1,
+        ``shares`` float ``[bins, E]``: the share of the group's examples seen
+        in that epoch whose value lies in each bin (each column sums to 1;
+        NaN for an epoch in which none was seen).
+    """
+    from ._checks import check_choice, check_int
+
+    field = field or p_field(result)
+    check_choice("group", group, GROUPS)
+    bins = check_int("bins", bins, low=1)
+    masks = dict(group_masks(result))
+    if group not in masks:
+        if group != "all" and not has_mask(result):
+            raise ValueError(f"group={group!r} needs the run's noise mask, and this run has none "
+                             "(result.is_noisy is None); use group='all'")
+        if group == "all":
+            masks["all"] = np.ones(int(np.asarray(result.y_given).size), dtype=bool)
+        else:
+            raise ValueError(f"group={group!r} has no example in this run")
+    mask = masks[group]
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    epochs, columns = [], []
+    for epoch, row in iter_record_rows(result, field):
+        values = row[mask]
+        values = values[np.isfinite(values)]
+        counts, _ = np.histogram(np.clip(values, 0.0, 1.0), bins=edges)
+        columns.append(counts / values.size if values.size else np.full(bins, np.nan))
+        epochs.append(epoch)
+    shares = np.stack(columns, axis=1) if columns else np.zeros((bins, 0))
+    return np.asarray(epochs, dtype=np.int64), edges, shares
+
+
+def group_medians(result, epochs: Sequence[int] = (-1,), *, field: str | None = None) -> pd.DataFrame:
+    """Median ``p`` and median weight x batch size of each group at the given epochs.
+
+    Returns one row per epoch (index ``epoch``) with columns ``p <group>``
+    and, when the run kept ``weight``, ``weight x batch size <group>`` for
+    each group of :func:`group_masks`; with the noise mask also ``weight
+    ratio mislabelled/clean`` (above 1: the loss pushes harder on the
+    mislabelled).  NaN-aware (unseen examples are left out).
+    """
+    field = field or p_field(result)
+    keep_weight = "weight" in result.records
+    groups = group_masks(result)
+    rows = []
+    for epoch in resolve_epochs(result, field, list(epochs)):
+        p = record_row(result, field, epoch)
+        entry = {"epoch": epoch}
+        for name, mask in groups:
+            entry[f"p {name}"] = _nanmedian(p[mask])
+        if keep_weight:
+            w = relative_weights(record_row(result, "weight", epoch))
+            for name, mask in groups:
+                entry[f"weight x batch size {name}"] = _nanmedian(w[mask])
+            if {"clean", "mislabelled"} <= {g for g, _ in groups}:
+                entry["weight ratio mislabelled/clean"] = (entry["weight x batch size mislabelled"]
+                                                           / entry["weight x batch size clean"])
+        rows.append(entry)
+    return pd.DataFrame(rows).set_index("epoch")
+
+
+def _nanmedian(values) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else float("nan")
+
+
+def weight_share_noisy(result) -> pd.Series:
+    """Per epoch, the share of all the weight that went to mislabelled examples (index ``epoch``, values in [0, 1]).
+
+    Uniform weights give the mislabelled share of the training set; CE gives
+    more (it emphasises the examples it finds hard, mostly the mislabelled).
+    Needs the noise mask and the ``weight`` record: raises ValueError otherwise.
+    """
+    if not has_mask(result):
+        raise ValueError("weight_share_noisy needs the run's noise mask, and this run has none (result.is_noisy is None)")
+    _check_field(result, "weight")
+    noisy = np.asarray(result.is_noisy, dtype=bool)
+    epochs, shares = [], []
+    for epoch, row in iter_record_rows(result, "weight"):
+        ok = np.isfinite(row)
+        total = row[ok].sum()
+        shares.append(float(row[ok & noisy].sum() / total) if total > 0 else float("nan"))
+        epochs.append(epoch)
+    return pd.Series(shares, index=pd.Index(epochs, name="epoch"), name="weight share on mislabelled")
+
+
+def ranked_examples(result, *, top: bool = True, n: int = 12, by: str | None = None, epoch: int = -1,
+                    class_names: Sequence[str] | None = None) -> pd.DataFrame:
+    """The ``n`` examples a loss emphasised most (``top=True``) or least at one epoch, as a table.
+
+    Ranked by ``by``: default ``log_emphasis`` (the unnormalised emphasis,
+    which does not depend on the batch an example fell in) when kept, else the
+    weight x batch size.  Examples not seen in the epoch are left out; ties
+    keep the index order.  Columns: ``index`` (position in the training
+    set), ``given`` (the label trained on), ``true`` and ``mislabelled`` when
+    the run knows them, ``p (train pass)`` / ``p (after epoch)`` when kept,
+    and the ranking value.  ``class_names`` maps labels to names.
+    """
+    from ._checks import check_int
+
+    n = check_int("n", n, low=1)
+    if by is None:
+        by = "log_emphasis" if "log_emphasis" in result.records else "weight"
+    values = record_row(result, by, epoch)
+    label = "weight x batch size" if by == "weight" else by.replace("_", " ")
+    if by == "weight":
+        values = relative_weights(values)
+    seen = np.flatnonzero(np.isfinite(values))
+    order = seen[np.argsort(-values[seen] if top else values[seen], kind="stable")][:n]
+
+    def name_of(labels):
+        labels = np.asarray(labels)[order]
+        if class_names:
+            return [class_names[int(c)] if 0 <= int(c) < len(class_names) else str(int(c)) for c in labels]
+        return [int(c) for c in labels]
+
+    table = {"index": order, "given": name_of(result.y_given)}
+    if getattr(result, "y_true", None) is not None:
+        table["true"] = name_of(result.y_true)
+    if has_mask(result):
+        table["mislabelled"] = np.asarray(result.is_noisy, dtype=bool)[order]
+    for field, column in (("p", "p (train pass)"), ("eval_p", "p (after epoch)")):
+        if field in result.records:
+            table[column] = record_row(result, field, epoch)[order]
+    table[label] = values[order]
+    return pd.DataFrame(table)
+
+
+def run_images(result):
+    """The training images of a run on one of grlib's image data sets, or None where they cannot be recovered.
+
+    Rebuilds the training split from the run's settings (``dataset``,
+    ``n_train``, ``val_fraction``, ``split_seed``), unstandardised, and
+    returns ``(images [n, D], image_shape, class_names)`` only when its true
+    labels equal the run's ``y_true`` example by example (so the rows line up
+    with the run's indices).  None for a user's own data, a run without
+    ``y_true``, a data set without images, or a missing data cache.
+    """
+    from .data import DataNotAvailableError, dataset_names, load_dataset
+
+    cfg = result.config or {}
+    name = cfg.get("dataset")
+    y_true = getattr(result, "y_true", None)
+    if y_true is None or name not in dataset_names():
+        return None
+    try:
+        data = load_dataset(name, val_fraction=float(cfg.get("val_fraction", 0.0) or 0.0),
+                            n_train=cfg.get("n_train"), split_seed=int(cfg.get("split_seed", 0) or 0),
+                            standardize=False)
+    except (DataNotAvailableError, FileNotFoundError, ValueError, TypeError):
+        return None
+    if data.image_shape is None or not np.array_equal(np.asarray(data.y_train), np.asarray(y_true)):
+        return None
+    return data.x_train, tuple(data.image_shape), tuple(data.class_names)
