@@ -17,11 +17,13 @@ from .data import DataNotAvailableError, Dataset, data_dir, dataset_names, fetch
 from .emphasis import (emphasis_curve, emphasis_mode, gce_emphasis, gr_emphasis, gr_mode, gr_score,
                        mae_emphasis, ce_emphasis, mse_emphasis, normalise_over_batch, normalise_over_p)
 from .io import read_metrics, write_metrics
-from .losses import LOSSES, EmphasisLoss, GRLoss, LossOutput, get_loss, loss_names
+from .loader import EqualBatchSampler, IndexedDataset
+from .losses import LOSSES, EmphasisLoss, GRBatchWarning, GRLoss, LossOutput, get_loss, loss_names
 from .metrics import precision_at_rate, separation_auc, separation_table
 from .models import get_model, model_names, resolve_device
 from .noise import NoisyLabels, add_label_noise, pair_noise, symmetric_noise, transition_noise
-from .results import RunResult
+from .recorder import Recorder
+from .results import RECORD_FIELDS, RunLoadError, RunResult
 from .train import NonFiniteLossError, evaluate, predict_proba, prepare, train
 
 __all__ = [
@@ -31,5 +33,6 @@ __all__ = [
     "normalise_over_batch", "read_metrics", "write_metrics", "LOSSES", "EmphasisLoss", "GRLoss", "LossOutput",
     "get_loss", "loss_names", "precision_at_rate", "separation_auc", "separation_table", "get_model", "model_names", "resolve_device",
     "NoisyLabels", "add_label_noise", "pair_noise", "symmetric_noise", "transition_noise", "RunResult",
-    "NonFiniteLossError", "evaluate", "predict_proba", "prepare", "train",
+    "NonFiniteLossError", "evaluate", "predict_proba", "prepare", "train", "Recorder", "RECORD_FIELDS",
+    "RunLoadError", "EqualBatchSampler", "IndexedDataset", "GRBatchWarning",
 ]

@@ -23,6 +23,7 @@ that.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -34,8 +35,12 @@ from .emphasis import check_gr_params, check_q
 
 __all__ = [
     "LossOutput", "EmphasisLoss", "CELoss", "MAELoss", "MSELoss", "GCELoss", "SCELoss", "NCERCELoss",
-    "GRLoss", "LOSSES", "get_loss", "loss_names", "check_logits_targets", "REDUCTIONS",
+    "GRLoss", "LOSSES", "get_loss", "loss_names", "check_logits_targets", "REDUCTIONS", "GRBatchWarning",
 ]
+
+
+class GRBatchWarning(UserWarning):
+    """A GR batch much smaller than the previous ones: its examples get inflated weights."""
 
 REDUCTIONS = ("mean", "sum", "none")
 _RCE_A = -math.log(1e-4)  # reverse CE: log of the clamped one-hot (1e-4), as in the SCE and APL papers' code
@@ -71,8 +76,16 @@ class LossOutput:
         return torch.exp(self.log_emphasis)
 
 
-def check_logits_targets(logits, targets) -> None:
-    """Validate a ``(logits, targets)`` pair; raise TypeError/ValueError naming the problem."""
+def check_logits_targets(logits, targets) -> torch.Tensor:
+    """Validate a ``(logits, targets)`` pair; raise TypeError/ValueError naming the problem.
+
+    Returns the targets as ``torch.long`` (any integer dtype is accepted).  The
+    checks that need *values* (targets in ``[0, C)``, finite logits) run here
+    only for CPU tensors, where they cost no device synchronisation; for
+    tensors on a GPU they are left to the device (see :meth:`EmphasisLoss.details`):
+    an out-of-range target makes that example's value NaN instead of a host sync
+    on every call.
+    """
     if not isinstance(logits, torch.Tensor) or not torch.is_floating_point(logits):
         raise TypeError(f"logits must be a floating-point torch.Tensor of shape [B, C], got "
                         f"{type(logits).__name__}{'' if not isinstance(logits, torch.Tensor) else ' ' + str(logits.dtype)}")
@@ -89,10 +102,38 @@ def check_logits_targets(logits, targets) -> None:
                          f"and logits {tuple(logits.shape)}")
     if targets.numel() == 0:
         raise ValueError("logits and targets are empty (B=0); a loss needs at least one example")
-    lo, hi = int(targets.min()), int(targets.max())
-    if lo < 0 or hi >= logits.shape[1]:
-        raise ValueError(f"targets must lie in [0, {logits.shape[1] - 1}] (C={logits.shape[1]} classes); "
-                         f"got values in [{lo}, {hi}]")
+    if targets.device != logits.device:
+        raise ValueError(f"targets are on {targets.device} but logits on {logits.device}; move them to one device")
+    if targets.dtype != torch.long:
+        targets = targets.long()
+    if targets.device.type == "cpu":
+        lo, hi = int(targets.min()), int(targets.max())
+        if lo < 0 or hi >= logits.shape[1]:
+            raise ValueError(f"targets must lie in [0, {logits.shape[1] - 1}] (C={logits.shape[1]} classes); "
+                             f"got values in [{lo}, {hi}]")
+        finite = torch.isfinite(logits.detach())
+        if not bool(finite.all()):
+            rows = torch.nonzero(~finite.all(dim=1)).flatten()[:5].tolist()
+            raise ValueError(f"logits hold NaN or infinite values (rows {rows}...): the model has diverged (lower "
+                             "the learning rate, or check its inputs); a loss of non-finite logits has no finite "
+                             "gradient")
+    return targets
+
+
+def _validated(logits: torch.Tensor, targets: torch.Tensor):
+    """Checked targets (long) and, for targets on a GPU, the mask of out-of-range rows (no host sync)."""
+    targets = check_logits_targets(logits, targets)
+    if targets.device.type == "cpu":
+        return targets, None
+    bad = (targets < 0) | (targets >= logits.shape[1])
+    return targets.clamp(0, logits.shape[1] - 1), bad
+
+
+def _poison(values: torch.Tensor, bad):
+    """NaN for the rows whose target was out of range (device-side validation)."""
+    if bad is None:
+        return values
+    return torch.where(bad, torch.full_like(values, float("nan")), values)
 
 
 class _Parts:
@@ -151,19 +192,22 @@ class EmphasisLoss(nn.Module):
 
     # -- public API ---------------------------------------------------------
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        check_logits_targets(logits, targets)
-        return self._reduce(self._values(_Parts(logits, targets)))
+        targets, bad = _validated(logits, targets)
+        values = self._values(_Parts(logits, targets))
+        return self._reduce(_poison(values, bad))
 
     def details(self, logits: torch.Tensor, targets: torch.Tensor, *, validate: bool = True) -> LossOutput:
         """Per-example values and diagnostics (see :class:`LossOutput`).
 
         ``validate=False`` skips the argument checks (for a training loop that
-        validated its labels once).
+        validated its labels once).  With ``validate=True`` no call
+        synchronises a GPU with the host: on a GPU an out-of-range target gives
+        that example a NaN value (caught by :func:`grlib.train`'s finiteness
+        guard) rather than a device assert.
         """
-        if validate:
-            check_logits_targets(logits, targets)
+        targets, bad = _validated(logits, targets) if validate else (targets, None)
         parts = _Parts(logits, targets)
-        values = self._values(parts)
+        values = _poison(self._values(parts), bad)
         with torch.no_grad():
             p = torch.exp(parts.logp_y.detach())
             magnitude, log_emph, weight = self._diagnostics(parts)
@@ -202,7 +246,8 @@ class EmphasisLoss(nn.Module):
     def _diagnostics(self, parts: _Parts):
         magnitude = self._magnitude(parts)
         total = magnitude.sum()
-        weight = magnitude / total if total > 0 else torch.full_like(magnitude, 1.0 / magnitude.numel())
+        # no host sync: a batch whose magnitudes are all 0 gets uniform weights
+        weight = torch.where(total > 0, magnitude / total, torch.full_like(magnitude, 1.0 / magnitude.numel()))
         return magnitude, torch.log(magnitude), weight
 
     @staticmethod
@@ -227,6 +272,47 @@ class CELoss(EmphasisLoss):
 
     def _magnitude(self, parts):
         return 2.0 * parts.one_minus_p_fast().detach()
+
+    def details(self, logits, targets, *, validate: bool = True) -> LossOutput:
+        targets, bad = _validated(logits, targets) if validate else (targets, None)
+        values, p, magnitude, log_emph, weight = _CEFused.apply(logits, targets)
+        return LossOutput(values=_poison(values, bad), p=p, magnitude=magnitude, log_emphasis=log_emph, weight=weight)
+
+    def unchecked(self, logits, targets):
+        return self._reduce(_CEFused.apply(logits, targets)[0])
+
+
+class _CEFused(torch.autograd.Function):
+    """CE's per-example values and diagnostics in one node, with the closed-form backward ``softmax - onehot``.
+
+    The same numbers as the generic path (``-log p_y`` in log space, magnitude
+    ``2 (1 - p)``, weight ``magnitude / sum``), in far fewer small tensor ops:
+    on a 64-example batch the per-op dispatch, not the arithmetic, is the cost.
+    Returns ``(values, p, magnitude, log_emphasis, weight)``; only ``values`` is differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, targets):
+        z = logits.detach()
+        lse = torch.logsumexp(z, dim=1, keepdim=True)
+        logp_y = (z.gather(1, targets.view(-1, 1)) - lse).view(-1)
+        magnitude = -2.0 * torch.expm1(logp_y)
+        # a batch fitted so well that every 1 - p rounds to 0 gets weight 0 (CE's gradient there is 0 too)
+        weight = magnitude / magnitude.sum().clamp_min(torch.finfo(magnitude.dtype).tiny)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(z, lse, targets)
+        outs = (-logp_y, torch.exp(logp_y), magnitude, torch.log(magnitude), weight)
+        ctx.mark_non_differentiable(*outs[1:])
+        return outs
+
+    @staticmethod
+    def backward(ctx, grad_values, *unused):
+        if grad_values is None:
+            return None, None
+        z, lse, targets = ctx.saved_tensors
+        g = torch.exp(z - lse)                               # softmax
+        g.scatter_add_(1, targets.view(-1, 1), torch.full_like(lse, -1.0))
+        return g * grad_values.view(-1, 1), None
 
 
 class MAELoss(EmphasisLoss):
@@ -371,15 +457,25 @@ class GRLoss(EmphasisLoss):
     CE's.  ``reduction="mean"`` gives per-batch gradient magnitudes summing to
     ``s`` (the paper's convention for ``s = 1``).
 
+    **The batch.** The weights are normalised over the batch this loss is
+    given, nothing else: a batch much smaller than the others (a short last
+    batch of a ``DataLoader``) gives each of its examples a much larger
+    weight, and this loss warns once (:class:`GRBatchWarning`); use
+    ``drop_last=True`` or :class:`grlib.EqualBatchSampler`.  Under data
+    parallelism each process normalises over its own shard.
+
     Parameters
     ----------
     lam : float >= 0
         Emphasis mode: the EDF peaks at ``p = lam / (1 + lam)``.  0 emphasises
         the hardest examples (like CE); 1 is IMAE (peak at 0.5); larger values
         focus on easier examples, which the paper finds best at higher noise.
+        Default 1 (with ``beta=12``), grlib's one default GR setting: lambda 1
+        is the paper's best at 40% noise on CIFAR-10 and beta 12 is in its
+        grid for lambda 1.
     beta : float >= 0
         Emphasis spread: 0 gives every example the same weight; larger values
-        make the weighting more selective.
+        make the weighting more selective.  Default 12.
     cap : float in (0, 2]
         Bound of the rescale factor (``delta`` in method.md).  Default 1e-3: the
         exact, uncapped gradient keeps magnitude ``w_i`` for examples already
@@ -395,9 +491,11 @@ class GRLoss(EmphasisLoss):
 
     name = "gr"
 
-    def __init__(self, *, lam: float = 1.0, beta: float = 8.0, cap: float = 1e-3, scale="unit",
+    def __init__(self, *, lam: float = 1.0, beta: float = 12.0, cap: float = 1e-3, scale="unit",
                  reduction: str = "mean"):
         super().__init__(reduction=reduction)
+        self._largest_batch = 0
+        self._warned_small_batch = False
         self.lam, self.beta = check_gr_params(lam, beta)
         self.cap = check_real("cap", cap, low=0.0, high=2.0, low_open=True)
         if isinstance(scale, str):
@@ -410,21 +508,36 @@ class GRLoss(EmphasisLoss):
         return {"lam": self.lam, "beta": self.beta, "cap": self.cap, "scale": self.scale}
 
     def _forward(self, logits, targets):
+        self._check_batch_size(logits.shape[0])
         scale = self.scale if not isinstance(self.scale, str) else (1.0 if self.scale == "unit" else -1.0)
         return _GRSurrogate.apply(logits, targets, self.lam, self.beta, self.cap, scale)
 
+    def _check_batch_size(self, b: int) -> None:
+        """Warn once when a batch is much smaller than the largest seen (the short-last-batch trap)."""
+        if b > self._largest_batch:
+            self._largest_batch = b
+        elif 2 * b <= self._largest_batch and not self._warned_small_batch:
+            self._warned_small_batch = True
+            warnings.warn(
+                f"GRLoss got a batch of {b} examples after batches of {self._largest_batch}. GR's weights are "
+                f"normalised over the batch it is given, so each example of this batch gets about "
+                f"{self._largest_batch / b:.0f}x the weight of an example in a full batch (the short-last-batch "
+                "trap). Use DataLoader(..., drop_last=True), or near-equal batches: "
+                "DataLoader(ds, batch_sampler=grlib.EqualBatchSampler(len(ds), batch_size, seed=...)). "
+                "This warning is shown once per loss object.", GRBatchWarning, stacklevel=4)
+
     def forward(self, logits, targets):
-        check_logits_targets(logits, targets)
-        return self._reduce(self._forward(logits, targets)[0])
+        targets, bad = _validated(logits, targets)
+        return self._reduce(_poison(self._forward(logits, targets)[0], bad))
 
     def unchecked(self, logits, targets):
         return self._reduce(self._forward(logits, targets)[0])
 
     def details(self, logits, targets, *, validate: bool = True) -> LossOutput:
-        if validate:
-            check_logits_targets(logits, targets)
+        targets, bad = _validated(logits, targets) if validate else (targets, None)
         values, logp_y, score, w, coef = self._forward(logits, targets)
-        return LossOutput(values=values, p=torch.exp(logp_y), magnitude=2.0 * coef, log_emphasis=score, weight=w)
+        return LossOutput(values=_poison(values, bad), p=torch.exp(logp_y), magnitude=2.0 * coef, log_emphasis=score,
+                          weight=w)
 
 
 class _GRSurrogate(torch.autograd.Function):
@@ -461,12 +574,15 @@ class _GRSurrogate(torch.autograd.Function):
         s = (2.0 * omp).mean() if scale < 0 else scale
         coef = w * c * (s * 0.5 * w.numel())
         values = coef * (lse_other - z_y)
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(others, lse_other, coef, targets)
         ctx.mark_non_differentiable(logp_y, score, w, coef)
         return values, logp_y, score, w, coef
 
     @staticmethod
     def backward(ctx, grad_values, *unused):
+        if grad_values is None:
+            return None, None, None, None, None, None
         others, lse_other, coef, targets = ctx.saved_tensors
         q = torch.exp(others - lse_other[:, None])          # 0 at the labelled class
         direction = q.scatter(1, targets[:, None], -1.0)    # (p - onehot) / (1 - p_y), division-free
