@@ -79,6 +79,7 @@ import functools
 import math
 from dataclasses import KW_ONLY, dataclass
 from numbers import Integral, Real
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -86,12 +87,12 @@ import torch.nn.functional as F
 
 __all__ = ["Augment", "augment_for", "AUGMENT_DEFAULTS"]
 
-# Data set defaults: (shift, flip, noise).  ``None`` image data sets have no shift/flip.
-AUGMENT_DEFAULTS: dict[str, dict] = {
-    "digits": {"shift": 1, "flip": False, "noise": 0.2},
-    "fashion_mnist": {"shift": 2, "flip": True, "noise": 0.0},
-    "moons": {"shift": 0, "flip": False, "noise": 0.1},
-}
+# The built-in data sets' defaults (read-only); moons is not an image data set: noise only.
+AUGMENT_DEFAULTS = MappingProxyType({
+    "digits": MappingProxyType({"shift": 1, "flip": False, "noise": 0.2}),
+    "fashion_mnist": MappingProxyType({"shift": 2, "flip": True, "noise": 0.0}),
+    "moons": MappingProxyType({"shift": 0, "flip": False, "noise": 0.1}),
+})
 # Data sets on which a horizontal flip changes the class: refused.
 _NO_FLIP = {"digits": "a mirrored digit is another digit or none (2 and 5, 3 and an E-like shape), "
                       "and the paper never flips digits"}
@@ -103,7 +104,9 @@ def _check_image_shape(image_shape) -> tuple[int, int, int] | None:
         return None
     bad = (f"image_shape={image_shape!r} is not valid; allowed: None (features that are not an image: noise "
            "only) or (C, H, W), three positive integers")
-    if isinstance(image_shape, (str, bytes)) or not hasattr(image_shape, "__len__") or len(image_shape) != 3:
+    if isinstance(image_shape, (str, bytes)) or not hasattr(image_shape, "__len__"):
+        raise TypeError(bad)
+    if len(image_shape) != 3:
         raise ValueError(bad)
     dims = []
     for d in image_shape:
@@ -141,8 +144,8 @@ class Augment:
     Call ``aug(x)`` on ONE example (``[D]`` or ``(C, H, W)``, tensor or numpy
     array) with torch's global generator (or ``aug(x, generator)``), or
     ``aug.batch(x, generator)`` on a batch ``[B, D]`` (or ``[B, C, H, W]``) on
-    any device.  Both return a new
-    tensor of the input's shape and dtype and never modify the input.
+    any device.  Both return a new tensor of the input's shape and dtype and
+    never modify the input.
     """
 
     image_shape: tuple[int, int, int] | None
@@ -198,7 +201,7 @@ class Augment:
 
     def __repr__(self) -> str:
         return (f"Augment(image_shape={self.image_shape!r}, shift={self.shift}, flip={self.flip}, "
-                f"noise={self.noise:g})")
+                f"noise={self.noise!r})")
 
     def to_dict(self) -> dict:
         """Plain JSON-able settings: ``{"image_shape": [C, H, W] | None, "shift", "flip", "noise"}``."""

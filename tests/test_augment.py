@@ -335,6 +335,8 @@ def test_augment_for_defaults_and_overrides():
     assert augment_for("digits", (1, 8, 8), shift=0, flip=False, noise=0) is None
     assert augment_for("digits", None, shift=0, noise=0.2) == Augment(None, noise=0.2)
     assert set(AUGMENT_DEFAULTS) == {"digits", "fashion_mnist", "moons"}
+    with pytest.raises(TypeError):
+        AUGMENT_DEFAULTS["digits"]["flip"] = True  # read-only: a default cannot be changed by accident
 
 
 def test_flips_refused_for_digits():
@@ -348,7 +350,8 @@ def test_flips_refused_for_digits():
     (dict(image_shape=(8, 8)), ValueError, r"image_shape=\(8, 8\) is not valid; allowed: None .* \(C, H, W\)"),
     (dict(image_shape=(1, 0, 8)), ValueError, r"image_shape=\(1, 0, 8\) is not valid"),
     (dict(image_shape=(1.0, 8, 8)), ValueError, r"image_shape=\(1.0, 8, 8\) is not valid"),
-    (dict(image_shape="1x8x8"), ValueError, r"image_shape='1x8x8' is not valid"),
+    (dict(image_shape="1x8x8"), TypeError, r"image_shape='1x8x8' is not valid"),
+    (dict(image_shape=64), TypeError, r"image_shape=64 is not valid"),
     (dict(image_shape=(1, 8, 8), shift=-1), ValueError, r"shift=-1 is negative; allowed: integers >= 0"),
     (dict(image_shape=(1, 8, 8), shift=1.5), TypeError, r"shift must be an integer number of pixels, got 1.5"),
     (dict(image_shape=(1, 8, 8), shift=True), TypeError, r"shift must be an integer .* got True"),
