@@ -106,7 +106,7 @@ def check_logits_targets(logits, targets) -> torch.Tensor:
         raise ValueError(f"targets are on {targets.device} but logits on {logits.device}; move them to one device")
     if targets.dtype != torch.long:
         targets = targets.long()
-    if targets.device.type == "cpu":
+    if _on_host(targets):
         lo, hi = int(targets.min()), int(targets.max())
         if lo < 0 or hi >= logits.shape[1]:
             raise ValueError(f"targets must lie in [0, {logits.shape[1] - 1}] (C={logits.shape[1]} classes); "
@@ -120,10 +120,15 @@ def check_logits_targets(logits, targets) -> torch.Tensor:
     return targets
 
 
+def _on_host(t: torch.Tensor) -> bool:
+    """Whether value checks on ``t`` are free (a CPU tensor: no device to synchronise with)."""
+    return t.device.type == "cpu"
+
+
 def _validated(logits: torch.Tensor, targets: torch.Tensor):
     """Checked targets (long) and, for targets on a GPU, the mask of out-of-range rows (no host sync)."""
     targets = check_logits_targets(logits, targets)
-    if targets.device.type == "cpu":
+    if _on_host(targets):
         return targets, None
     bad = (targets < 0) | (targets >= logits.shape[1])
     return targets.clamp(0, logits.shape[1] - 1), bad

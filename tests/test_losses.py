@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import grlib
-from grlib.losses import LOSSES, check_logits_targets, get_loss
+from grlib.losses import loss_names, LOSSES, check_logits_targets, get_loss
 
 
 def _batch(B=32, C=10, scale=3.0, dtype=torch.float64, seed=0):
@@ -193,3 +193,44 @@ def test_gr_bad_params(params, exc, match):
 def test_gce_bad_q(q):
     with pytest.raises(ValueError, match=r"q="):
         get_loss("gce", q=q)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64])
+@pytest.mark.parametrize("name", loss_names())
+def test_every_integer_target_dtype_is_accepted(name, dtype):
+    """Issue 13, L27/L28: uint8 / int16 targets passed the check then crashed inside torch.gather."""
+    z = torch.randn(6, 4, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3, 1, 2])
+    loss = get_loss(name)
+    ref = loss(z, y)
+    torch.testing.assert_close(loss(z, y.to(dtype)), ref)
+    torch.testing.assert_close(loss.details(z, y.to(dtype)).values, loss.details(z, y).values)
+
+
+@pytest.mark.parametrize("name", loss_names())
+@pytest.mark.parametrize("where", ["labelled", "other"])
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_logits_are_refused_clearly(name, where, bad):
+    """Issue 13, L34/L35: a +inf logit gave MAE/MSE/GCE a finite loss but a NaN gradient; now refused by name."""
+    z = torch.randn(8, 10)
+    y = torch.arange(8)
+    z[0, 0 if where == "labelled" else 5] = bad
+    with pytest.raises(ValueError, match=r"logits hold NaN or infinite values \(rows \[0\]\.\.\.\): the model has "
+                                         r"diverged"):
+        get_loss(name)(z.requires_grad_(), y)
+    with pytest.raises(ValueError, match=r"logits hold NaN or infinite values"):
+        get_loss(name).details(z, y)
+
+
+def test_device_side_target_check_poisons_bad_rows_instead_of_syncing(monkeypatch):
+    """On a GPU, targets are checked on the device: out-of-range rows get a NaN value (no host sync, no device
+    assert). Exercised on CPU by routing through the same helper."""
+    from grlib import losses as L
+
+    z = torch.randn(4, 3)
+    y = torch.tensor([0, 1, 7, 2])
+    monkeypatch.setattr(L, "_on_host", lambda t: False)
+    for name in loss_names():
+        out = get_loss(name).details(z, y)
+        assert torch.isnan(out.values[2]) and torch.isfinite(out.values[[0, 1, 3]]).all(), name
+        assert torch.isnan(get_loss(name, reduction="none")(z, y)[2])
