@@ -75,11 +75,18 @@ def run_scores(result, names=None, *, epochs=None, first_k=None) -> dict[str, np
     the given label over the epochs ("GR's mean p", formerly ``p_mean``);
     ``final_p`` the last epoch's (formerly ``p_final``, which read the
     evaluation pass; this reads the training pass); ``mean_weight`` was
-    ``weight_mean``.
+    ``weight_mean``.  ``forgetting``'s "never learnt" (infinite) becomes one
+    more flip than the largest finite count, so that AUC tools (which drop or
+    refuse infinities) rank those examples as the most suspect.
     """
     from .scores import compute_scores
 
-    return compute_scores(result, names, epochs=epochs, first_k=first_k, orient=True)
+    out = compute_scores(result, names, epochs=epochs, first_k=first_k, orient=True)
+    for name, v in out.items():
+        if np.isneginf(v).any():  # oriented: the lowest value is the most suspect
+            finite = v[np.isfinite(v)]
+            out[name] = np.where(np.isneginf(v), (finite.min() if finite.size else 0.0) - 1.0, v)
+    return out
 
 
 def detection_table(entries: dict, is_noisy) -> pd.DataFrame:

@@ -41,10 +41,20 @@ def test_run_scores_and_table(noisy_digits):
     # oriented: the scores where higher says mislabelled come negated, so they too rank clean examples high
     np.testing.assert_array_equal(s["small_loss"], -grlib.scores.small_loss(r))
     assert table.set_index("score").loc["small_loss"].roc_auc > 0.9
+    assert np.isfinite(s["forgetting"]).all()
     # CE's weight 2(1 - p) emphasises the mislabelled: "higher weight says clean" scores below 0.5
     ce = grlib.train(cfg, data=data, noisy=noisy, progress=False)
     assert grlib.separation_auc(run_scores(ce)["mean_weight"], noisy.is_noisy) < 0.5
     assert set(run_scores(ce, ["confidence"])) == {"confidence"}
+
+
+def test_run_scores_turn_never_learnt_into_the_worst_finite_forgetting_count():
+    # example 0: right, wrong, right (1 flip); 1: right throughout (0); 2: never right (infinite); 3: never seen
+    pred = np.array([[0, 1, 0, -1], [1, 1, 0, -1], [0, 1, 0, -1]], dtype=np.int16)
+    r = grlib.RunResult(config={}, y_given=np.array([0, 1, 2, 0]), y_true=None, is_noisy=None, num_classes=3,
+                        records={"pred": pred}, epochs_completed=3)
+    np.testing.assert_array_equal(grlib.scores.forgetting(r), [1, 0, np.inf, np.nan])
+    np.testing.assert_array_equal(run_scores(r, ["forgetting"])["forgetting"], [-1, -0, -2, np.nan])
 
 
 def test_detection_table_precision_matches_definition():
