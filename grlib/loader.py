@@ -52,7 +52,7 @@ class IndexedDataset(torch.utils.data.Dataset):
         Applied to ``x`` on every access (the training pass).  It may use
         torch's, numpy's legacy and Python's global random generators: before
         each call they are seeded with :func:`seed_for` ``(seed, epoch, i)``
-        inside a fork of torch's RNG, so the caller's random state is left
+        and restored afterwards, so the caller's random state is left
         untouched and the result does not depend on the worker that ran it.
     seed : int
         The run's seed (mixed into every example's transform seed).
@@ -91,17 +91,38 @@ class IndexedDataset(torch.utils.data.Dataset):
             y = self.labels[i]
         if self.transform is not None:
             s = seed_for(self.seed, self.epoch, i)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(s)
-                py_state, np_state = random.getstate(), np.random.get_state()
-                random.seed(s)
-                np.random.seed(s & 0xFFFFFFFF)
-                try:
+            state = torch.get_rng_state()  # the caller's stream is restored afterwards
+            torch.default_generator.manual_seed(s)  # (torch.manual_seed also queues every accelerator: slow)
+            try:
+                if isinstance(self.transform, _TorchOnly):  # grlib's Augment draws from torch only
                     x = self.transform(x)
-                finally:
-                    random.setstate(py_state)
-                    np.random.set_state(np_state)
+                else:
+                    py_state, np_state = random.getstate(), np.random.get_state()
+                    random.seed(s)
+                    np.random.seed(s & 0xFFFFFFFF)
+                    try:
+                        x = self.transform(x)
+                    finally:
+                        random.setstate(py_state)
+                        np.random.set_state(np_state)
+            finally:
+                torch.set_rng_state(state)
         return x, y, i
+
+
+def _torch_only_types() -> tuple:
+    from .augment import Augment
+
+    return (Augment,)
+
+
+class _TorchOnlyMeta(type):
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, _torch_only_types())
+
+
+class _TorchOnly(metaclass=_TorchOnlyMeta):
+    """isinstance(t, _TorchOnly): a transform known to draw only from torch's generator."""
 
 
 class _TupleDataset(torch.utils.data.Dataset):
@@ -135,6 +156,7 @@ class EqualBatchSampler(torch.utils.data.Sampler):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Use the order of ``epoch`` for the next iteration (without calls, iterations use epochs 0, 1, 2, ...)."""
         self.epoch = check_int("epoch", epoch, low=0)
 
     def __len__(self) -> int:
@@ -147,7 +169,11 @@ class EqualBatchSampler(torch.utils.data.Sampler):
         return torch.randperm(self.n, generator=g)
 
     def __iter__(self):
-        for part in torch.tensor_split(self.permutation(), len(self)):
+        perm = self.permutation()
+        # a loop that never calls set_epoch (e.g. Lightning, which does not for batch samplers) still gets a
+        # new order every epoch: the next iteration uses the next epoch
+        self.epoch += 1
+        for part in torch.tensor_split(perm, len(self)):
             yield part.tolist()
 
 
