@@ -12,6 +12,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0+unknown"
 
+from .augment import Augment, augment_for
 from .config import RunConfig
 from .data import DataNotAvailableError, Dataset, data_dir, dataset_names, fetch_fashion_mnist, load_dataset
 from .emphasis import (emphasis_curve, emphasis_mode, gce_emphasis, gr_emphasis, gr_mode, gr_score,
@@ -34,5 +35,5 @@ __all__ = [
     "get_loss", "loss_names", "precision_at_rate", "separation_auc", "separation_table", "get_model", "model_names", "resolve_device",
     "NoisyLabels", "add_label_noise", "pair_noise", "symmetric_noise", "transition_noise", "RunResult",
     "NonFiniteLossError", "evaluate", "predict_proba", "prepare", "train", "Recorder", "RECORD_FIELDS",
-    "RunLoadError", "EqualBatchSampler", "IndexedDataset", "GRBatchWarning",
+    "RunLoadError", "EqualBatchSampler", "IndexedDataset", "GRBatchWarning", "Augment", "augment_for",
 ]

@@ -330,7 +330,7 @@ class _StepGuard:
         else:  # any optimizer: step, then put parameters and state back where the flag is set
             before = [p.detach().clone() for p in self.params]
             state = [(t, t.detach().clone()) for s in self.opt.state.values() for t in s.values()
-                     if isinstance(t, torch.Tensor) and t.ndim > 0]
+                     if isinstance(t, torch.Tensor)]
             self.opt.step()
             keep = self.failed > 0
             with torch.no_grad():

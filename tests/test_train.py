@@ -4,6 +4,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import grlib
 from grlib import RunConfig, train
@@ -192,3 +193,161 @@ def test_cnn_run_saves_and_reloads_its_model(tmp_path):
     q = grlib.RunResult.load(tmp_path / "cnn", with_model=True)
     x = grlib.load_dataset("digits").x_test[:8]
     np.testing.assert_allclose(grlib.predict_proba(q.model, x), grlib.predict_proba(r.model, x), rtol=1e-6)
+
+
+# -- the open train(): your model, data, optimizer, scheduler, transform (issue 9) ---------------------------------
+class _Images(torch.utils.data.Dataset):
+    """A user's own map-style Dataset of images [1, 8, 8] (no .targets: train() reads the labels in one pass)."""
+
+    def __init__(self, x, y):
+        self.x, self.y = torch.as_tensor(x, dtype=torch.float32).view(-1, 1, 8, 8), torch.as_tensor(y)
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+def _cnn():
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                               torch.nn.Linear(8 * 64, 10))
+
+
+def _random_roll(x):  # a user's augmentation: uses torch's global RNG (seeded per example by grlib)
+    return torch.roll(x, int(torch.randint(-1, 2, ())), dims=-1)
+
+
+def test_user_model_dataset_transform_adamw_onecycle_same_records_for_any_workers():
+    d = grlib.load_dataset("digits", n_train=300)
+    runs = {}
+    for workers in (0, 2):
+        runs[workers] = train(
+            data=_Images(d.x_train, d.y_train), test_data=_Images(d.x_test, d.y_test), model=_cnn,
+            transform=_random_roll, optimizer=torch.optim.AdamW, lr=1e-3, epochs=3, noise="symmetric",
+            scheduler=lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, total_steps=3 * 5),
+            num_workers=workers, data_name="my-digits", progress=False)
+    r = runs[0]
+    assert r.config["model"] == "user:Sequential" and r.config["optimizer"] == "adamw"
+    assert r.config["schedule"] == "user:OneCycleLR" and r.config["dataset"] == "my-digits"
+    assert r.metadata["data_name"] == "my-digits" and np.isfinite(r.history["test_acc"]).all()
+    lr = r.history["lr"]
+    assert lr[0] < lr[1] and lr[2] < lr[1]  # one-cycle, stepped per batch
+    assert r.is_noisy is not None and abs(r.is_noisy.mean() - 0.4) < 0.1
+    for f in ("p", "pred", "margin", "weight", "eval_p"):
+        np.testing.assert_array_equal(runs[2].records[f], r.records[f], err_msg=f)
+
+
+def test_arrays_of_any_float_dtype_and_images_for_a_user_model():
+    d = grlib.load_dataset("digits", n_train=200)
+    x = d.x_train.astype(np.float64).reshape(-1, 1, 8, 8)
+    with pytest.warns(UserWarning, match=r"adding symmetric synthetic label noise at rate 0.4 to your data"):
+        noisy_run = train(data=(x, d.y_train), model=_cnn(), epochs=1, progress=False)
+    assert noisy_run.is_noisy is not None and noisy_run.config["dataset"] == "arrays"
+    r = train(data=(x, d.y_train), test_data=(d.x_test.reshape(-1, 1, 8, 8), d.y_test), model=_cnn, epochs=2,
+              noise="none", progress=False)
+    assert r.is_noisy is None and r.y_true is None  # your labels as they are: the mask is unknown
+    assert np.isnan(r.summary()["noisy_fit"]) and np.isfinite(r.summary()["final_acc"])
+    assert r.model_inputs["image_shape"] == [1, 8, 8]
+
+
+@pytest.mark.parametrize("optimizer", [None, torch.optim.AdamW, torch.optim.RMSprop])
+def test_no_non_finite_update_reaches_the_weights(optimizer):
+    """Issue 13 item 3 / issue 9 item 3: MAE with infinite logits has a finite loss but NaN gradients."""
+    d = grlib.load_dataset("digits", n_train=300)
+    d.x_train[250:, 0] = 1e30  # a marker: the model below gives these examples a +inf logit
+
+    class InfLogit(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = grlib.get_model("mlp", in_features=64, num_classes=10)
+
+        def forward(self, x):
+            z = self.net(x)
+            return torch.where((x[:, :1] > 1e29) & (torch.arange(10) == 3), torch.tensor(float("inf")), z)
+
+    cfg = RunConfig(epochs=2, n_train=300, loss="mae", loss_params={}, lr=1e-3)
+    with pytest.raises(grlib.NonFiniteLossError, match=r"at epoch 1, step \d+") as ei:
+        train(cfg, data=d, model=InfLogit, optimizer=optimizer, progress=False)
+    res = ei.value.result
+    assert all(torch.isfinite(p).all() for p in res.model.parameters())
+    # the failing step is the first one whose batch holds a marked example; its rows were recorded, no later ones
+    seen = res.records["pred"][0] >= 0
+    assert seen[250:].any() and seen.sum() == 60 * ei.value.step
+
+
+def test_train_refuses_a_string_config():
+    with pytest.raises(TypeError, match=r"config must be a grlib.RunConfig or None, got str 'digits'.*"
+                                        r"train\(dataset='digits'\)"):
+        train("digits")
+    with pytest.raises(ValueError, match=r"dataset='mnist' is not one of grlib's data sets"):
+        train(dataset="mnist", epochs=1, progress=False)
+
+
+# -- the paper's protocol (issue 11) ----------------------------------------------------------------------------------
+def test_protocol_presets_explicit_overrides_and_replace():
+    paper = RunConfig(protocol="paper")
+    assert (paper.lr, paper.momentum, paper.weight_decay, paper.schedule) == (0.1, 0.9, 5e-4, "step")
+    assert paper.batchnorm and paper.augment
+    assert (paper.aug_shift, paper.aug_flip, paper.aug_noise) == (1, False, 0.2)  # digits' defaults
+    fm = RunConfig(protocol="paper", dataset="fashion_mnist")
+    assert (fm.aug_shift, fm.aug_flip, fm.aug_noise) == (2, True, 0.0)
+    mine = RunConfig(protocol="paper", lr=0.02, augment=False)
+    assert mine.lr == 0.02 and not mine.augment and mine.schedule == "step"
+    assert paper.replace(protocol="none").lr == 0.05 and not paper.replace(protocol="none").batchnorm
+    assert mine.replace(protocol="none").lr == 0.02  # given explicitly: kept
+    assert RunConfig().replace(protocol="paper").schedule == "step"
+    d = paper.to_dict()
+    assert d["protocol"] == "paper" and d["lr"] == 0.1 and d["aug_shift"] == 1
+    assert RunConfig.from_dict(d) == paper
+    with pytest.raises(ValueError, match=r"aug_flip=True is refused for dataset='digits'"):
+        RunConfig(augment=True, aug_flip=True)
+    with pytest.raises(ValueError, match=r"protocol='cifar' is not one of the allowed values: 'none', 'paper'"):
+        RunConfig(protocol="cifar")
+    with pytest.raises(TypeError, match=r"hidden must be a sequence of layer widths"):
+        RunConfig(hidden="256")
+
+
+def test_augmentation_is_seeded_and_on_the_training_pass_only():
+    cfg = RunConfig(epochs=2, n_train=300, augment=True, batchnorm=True)
+    a, b = train(cfg, progress=False), train(cfg, progress=False)
+    np.testing.assert_array_equal(a.records["p"], b.records["p"])  # same seed, same numbers
+    plain = train(cfg.replace(augment=False), progress=False)
+    assert not np.array_equal(plain.records["p"][0], a.records["p"][0])  # the training pass saw augmented inputs
+    # the evaluation pass saw the clean inputs: recompute it from the final model
+    data, noisy, _ = grlib.prepare(cfg)
+    p_clean = grlib.predict_proba(a.model, data.x_train)[np.arange(300), noisy.labels]
+    np.testing.assert_allclose(a.record("eval_p", -1), p_clean, rtol=1e-5, atol=1e-6)
+    assert a.config["augment"] and a.config["aug_noise"] == 0.2 and a.config["batchnorm"]
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=5e-4, fused=True),
+    lambda ps: torch.optim.AdamW(ps, lr=0.1, fused=True),
+    lambda ps: torch.optim.RMSprop(ps, lr=0.1, momentum=0.5, weight_decay=5e-4),  # no fused kernel: restored
+])
+def test_step_guard_skips_the_update_and_the_optimizer_state_on_the_device(make):
+    from grlib.train import _StepGuard
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 3)
+    opt = make(net.parameters())
+    guard = _StepGuard(opt, torch.device("cpu"))
+    x = torch.randn(5, 4)
+    loss = net(x).pow(2).mean()
+    loss.backward()
+    guard.step(loss)  # a good step: state exists now
+    snap = lambda: ([p.detach().clone() for p in net.parameters()],  # noqa: E731
+                    [t.clone() for st in opt.state.values() for t in st.values() if isinstance(t, torch.Tensor)])
+    before = snap()
+    for bad in (True, False):  # a non-finite gradient, then a finite one: both skipped (the flag is sticky)
+        opt.zero_grad()
+        loss = net(x).pow(2).mean()
+        loss.backward()
+        if bad:
+            net.weight.grad[0, 0] = float("nan")
+        guard.step(loss)
+    after = snap()
+    for a, b in zip(before[0] + before[1], after[0] + after[1]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert guard.has_failed() and int(guard.after.item()) == 2
