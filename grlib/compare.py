@@ -6,7 +6,7 @@ import pandas as pd
 from .config import RunConfig
 from .metrics import separation_auc
 from .train import prepare, train
-from .views import p_field, record_row, run_summary
+from .views import p_field, record_row
 
 __all__ = ["compare_losses", "DEFAULT_METHODS"]
 
@@ -32,7 +32,7 @@ def compare_losses(methods=DEFAULT_METHODS, config: RunConfig | None = None, *, 
     for loss, params in methods:
         cfg = config.replace(loss=loss, loss_params=dict(params))
         r = train(cfg, data=data, noisy=noisy, progress=progress)
-        s = run_summary(r)
+        s = r.summary()
         p = record_row(r, p_field(r), -1)
         rows.append({"method": cfg.label, "final_acc": s["final_acc"], "best_acc": s["best_acc"],
                      "epoch_of_best": s["epoch_of_best"], "noisy_fit": s["noisy_fit"],

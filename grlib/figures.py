@@ -25,7 +25,17 @@ def use_style() -> None:
 
 
 def default_figures_dir() -> Path:
-    return Path(__file__).resolve().parents[1] / "figures"
+    """Where figures go when no folder is given: the repository's ``figures/``, whatever the working directory.
+
+    That is ``<repository>/figures`` for a source checkout or an editable
+    install (``pip install -e .``), so ``papermill notebooks/NAME.ipynb out.ipynb``
+    started from any folder saves into the repository.  For a grlib installed
+    without its repository, ``figures/`` under the working directory.
+    """
+    root = Path(__file__).resolve().parents[1]
+    if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir():
+        return root / "figures"
+    return Path.cwd() / "figures"
 
 
 def _slug(value) -> str:

@@ -341,15 +341,24 @@ def _as_groups(groups, n: int) -> list:
     return [(g, m) for g, m in out if m.any()]
 
 
-def plain_log_ticks(axis, *, max_ticks: int = 6) -> None:
-    """Readable ticks on a log axis: plain numbers (``0.01``, ``1``, ``10``), at most about ``max_ticks``
-    labels, 1-2-5 steps only within two decades, no minor labels (they overlap on narrow panels)."""
+def _short_number(v: float) -> str:
+    """``0.5``, ``2``, ``100`` as written; powers of ten beyond [0.01, 1000) as ``1e-4`` (short labels)."""
+    if v <= 0 or 0.01 <= v < 1000:
+        return f"{v:g}"
+    exponent = np.log10(v)
+    return f"1e{int(round(exponent))}" if abs(exponent - round(exponent)) < 1e-9 else f"{v:.0e}".replace("e-0", "e-")
+
+
+def plain_log_ticks(axis, *, max_ticks: int = 5) -> None:
+    """Readable ticks on a log axis: short plain labels (``1e-4``, ``0.01``, ``1``, ``10``), at most
+    about ``max_ticks`` of them, 1-2-5 steps only within two decades, no minor labels (on narrow
+    panels the default labels of several decades overlap)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     lo, hi = sorted(axis.get_view_interval())
     narrow = lo > 0 and hi / lo < 100
     axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if narrow else (1.0,), numticks=max_ticks))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: _short_number(v)))
     axis.set_minor_formatter(NullFormatter())
 
 
@@ -434,8 +443,8 @@ def plot_group_histogram(values, groups=None, *, bins=40, log: bool = False, sta
         plain_log_ticks(ax.xaxis)
     if xlabel is not None:
         ax.set_xlabel(xlabel)
-    per_bin = "examples per bin" if stat == "count" else "share of the group per bin"
-    ax.set_ylabel(per_bin + (" (log-spaced bins)" if log else ""))
+    what = "examples" if stat == "count" else "share of group"
+    ax.set_ylabel(f"{what} per {'log ' if log else ''}bin")  # log bins: counts per bin, never a density
     ax.legend(loc="best")
     return ax
 
@@ -545,6 +554,7 @@ def plot_trajectories(result, field: str = "weight", *, ax=None, n_per_group: in
         line.set_gid(f"median:{g}")
     if log:
         ax.set_yscale("log")
+        plain_log_ticks(ax.yaxis)
     ax.set_xlabel("epoch")
     ax.set_ylabel(FIELD_LABELS.get(field, field))
     ax.legend(loc="best")

@@ -32,16 +32,12 @@ import pandas as pd
 
 __all__ = [
     "GROUPS", "has_mask", "p_field", "recorded_epochs", "resolve_epochs", "record_row", "iter_record_rows",
-    "relative_weights", "group_masks", "run_summary", "run_label", "load_runs", "share_above", "p_by_epoch",
-    "group_medians", "weight_share_noisy", "ranked_examples", "run_images",
+    "relative_weights", "group_masks", "run_label", "load_runs", "share_above", "p_by_epoch",
+    "group_medians", "weight_share_noisy", "separation_by_epoch", "ranked_examples", "run_images",
 ]
 
 #: Group names: ``clean`` / ``mislabelled`` when the run knows its noise mask, else ``all``.
 GROUPS = ("clean", "mislabelled", "all")
-
-_SUMMARY_KEYS = ("epochs", "final_acc", "best_acc", "epoch_of_best", "noisy_fit", "clean_acc",
-                 "noise_rate_realised", "stopped")
-
 
 # -- what a run holds --------------------------------------------------------------------------
 def has_mask(result) -> bool:
@@ -164,27 +160,6 @@ def group_masks(result) -> list[tuple[str, np.ndarray]]:
 
 
 # -- run-level numbers -------------------------------------------------------------------------
-def run_summary(result) -> dict:
-    """``result.summary()`` under one set of names (NaN for what the run cannot tell).
-
-    Keys: ``epochs``, ``final_acc``, ``best_acc``, ``epoch_of_best``,
-    ``noisy_fit`` (share of the mislabelled examples predicted as their given,
-    wrong label at the end: memorisation), ``clean_acc``,
-    ``noise_rate_realised``, ``stopped``.  Runs saved by older grlib versions
-    (``final_noisy_fit`` / ``final_clean_acc``) read the same.
-    """
-    s = dict(result.summary())
-    renamed = {"noisy_fit": s.get("noisy_fit", s.get("final_noisy_fit")),
-               "clean_acc": s.get("clean_acc", s.get("final_clean_acc"))}
-    out = {}
-    for key in _SUMMARY_KEYS:
-        value = renamed[key] if key in renamed else s.get(key)
-        if value is None and key != "stopped":
-            value = float("nan")
-        out[key] = value
-    return out
-
-
 def run_label(result, default: str = "run") -> str:
     """A short label: the loss and its parameters (``gr(lam=1, beta=12)``) when the settings name them, else ``default``."""
     from .plotting import method_label
@@ -355,6 +330,29 @@ def weight_share_noisy(result) -> pd.Series:
         shares.append(float(row[ok & noisy].sum() / total) if total > 0 else float("nan"))
         epochs.append(epoch)
     return pd.Series(shares, index=pd.Index(epochs, name="epoch"), name="weight share on mislabelled")
+
+
+def separation_by_epoch(result, fields: Sequence[str] = ("eval_p", "p", "weight", "log_emphasis")) -> pd.DataFrame:
+    """Per recorded epoch, the separation AUC ("higher says clean", :func:`grlib.separation_auc`) of each field.
+
+    Like :func:`grlib.separation_table`, with the real epoch numbers of a run
+    that kept records every k epochs, read one row at a time.  Fields the
+    run did not keep are left out.  Columns ``epoch`` and ``auc_<field>``
+    (1: every clean example scores above every mislabelled one; 0.5: no
+    separation; below 0.5 the score ranks the mislabelled higher, as CE's
+    weight does).  Needs the noise mask: ValueError otherwise.
+    """
+    from .metrics import separation_auc
+
+    if not has_mask(result):
+        raise ValueError("separation needs the run's noise mask, and this run has none (result.is_noisy is None)")
+    noisy = np.asarray(result.is_noisy, dtype=bool)
+    kept = [f for f in fields if f in result.records]
+    rows: dict = {}
+    for field in kept:
+        for epoch, row in iter_record_rows(result, field):
+            rows.setdefault(epoch, {"epoch": epoch})[f"auc_{field}"] = separation_auc(row, noisy)
+    return pd.DataFrame([rows[e] for e in sorted(rows)], columns=["epoch", *(f"auc_{f}" for f in kept)])
 
 
 def ranked_examples(result, *, top: bool = True, n: int = 12, by: str | None = None, epoch: int = -1,

@@ -56,7 +56,7 @@ betas: list = [0.0, 2.0, 4.0, 8.0, 12.0, 20.0]  # GR emphasis spreads compared (
 gce_qs: list = [0.3, 0.7, 1.0]  # GCE exponents compared, each in (0, 1]
 batch_size: int = 256  # examples in the real batch, at least 2
 grid_points: int = 2001  # points of the p grid on [0, 1]; modes are checked to within one grid step
-figures_dir: str = "../figures"  # where the figures go (PNG and PDF)
+figures_dir: str = ""  # where the figures go (PNG and PDF); empty: the repository's figures/
 metrics_path: str = ""  # JSON file for the key numbers; empty: <figures_dir>/<figure stem>.json
 progress: bool = False  # a progress bar over epochs
 
@@ -69,8 +69,9 @@ import pandas as pd
 import torch
 
 import grlib
-from grlib.figures import figure_name, save_figure, use_style
-from grlib.plotting import method_label, plot_emphasis_curves, plot_empirical_emphasis
+from grlib.figures import default_figures_dir, figure_name, save_figure, use_style
+from grlib.plotting import method_label, plot_emphasis_curves, plot_empirical_emphasis, plot_group_histogram
+from grlib.views import relative_weights
 
 use_style()
 
@@ -88,7 +89,8 @@ if not isinstance(n_train, int) or n_train < 0:
 curve_key = {"lam": lam, "beta": beta}  # the analytic figures depend on these only
 data_key = {"dataset": dataset, "noise": noise, "noise_rate": noise_rate, "epochs": epochs, "seed": seed,
             "lam": lam, "beta": beta, **({"n_train": n_train} if n_train else {})}
-metrics_file = Path(metrics_path) if metrics_path else Path(figures_dir) / f"{figure_name(STEM, **data_key)}.json"
+out_dir = Path(figures_dir) if figures_dir else default_figures_dir()  # not the kernel's working directory
+metrics_file = Path(metrics_path) if metrics_path else out_dir / f"{figure_name(STEM, **data_key)}.json"
 p_grid = torch.linspace(0.0, 1.0, grid_points, dtype=torch.float64)
 step = 1.0 / (grid_points - 1)
 gr_ref = ("gr", {"lam": lam, "beta": beta})
@@ -116,7 +118,7 @@ axes[0].set_ylim(0, None)
 axes[0].set_title("emphasis density over p (each integrates to 1)")
 axes[1].set_title("the same curves, scaled to peak at 1")
 fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=4)
-save_figure(fig, figure_name(f"{STEM}-baselines", **curve_key), figures_dir);
+save_figure(fig, figure_name(f"{STEM}-baselines", **curve_key), out_dir);
 
 # %% [markdown]
 # ## 2. GR: `λ` moves the emphasis mode, `β` sets the spread
@@ -126,15 +128,16 @@ save_figure(fig, figure_name(f"{STEM}-baselines", **curve_key), figures_dir);
 # MAE, larger `λ` focuses on easier examples (the paper: the noisier the labels,
 # the easier the examples GR should focus on). Right: GR at mode `λ` for several
 # `β`; `β = 0` is flat (every example weighted equally), larger `β` concentrates
-# the emphasis around the mode.
+# the emphasis around the mode. Each panel has its own y axis: `λ = 0` peaks
+# far higher than the rest, and would flatten the `β` curves if they shared one.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+fig, axes = plt.subplots(1, 2, figsize=(11, 4))
 plot_emphasis_curves(axes[0], methods=[("gr", {"lam": float(v), "beta": beta}) for v in lams], p=p_grid)
 plot_emphasis_curves(axes[1], methods=[("gr", {"lam": lam, "beta": float(b)}) for b in betas], p=p_grid)
 axes[0].set_title(f"emphasis mode: lam varies (beta = {beta:g})")
 axes[1].set_title(f"emphasis spread: beta varies (lam = {lam:g})")
-save_figure(fig, figure_name(f"{STEM}-gr-grid", **curve_key), figures_dir);
+save_figure(fig, figure_name(f"{STEM}-gr-grid", **curve_key), out_dir);
 
 # %% [markdown]
 # The numbers behind the picture, over the whole grid `lams × betas`: where
@@ -165,10 +168,11 @@ gr_table[gr_table["beta"] > 0].pivot(index="lam", columns="beta", values="grid_a
 # `p_i`. Below, one random batch of the training set is passed through it, and
 # each loss's own `details(logits, targets)` gives the weight it would put on
 # each example (emphasis normalised over the batch, times the batch size, so 1
-# is the batch average). The dashed line is the analytic curve for the same
-# batch; the points must lie on it (MSE excepted: its emphasis depends on the
-# whole probability vector, section 4). Bottom: the distribution of those
-# weights, clean vs mislabelled.
+# is the batch average: the unit of every weight figure in grlib). The dashed
+# line is the analytic curve for the same batch; the points must lie on it
+# (MSE excepted: its emphasis depends on the whole probability vector, section
+# 4). Bottom: the distribution of those weights, clean vs mislabelled, as
+# counts per log-spaced bin (each panel its own range).
 
 # %%
 config = grlib.RunConfig(dataset=dataset, n_train=n_train or None, noise=noise, noise_rate=noise_rate, loss="ce",
@@ -179,7 +183,7 @@ if batch_size > result.n_train:
     raise ValueError(f"batch_size={batch_size} exceeds the {result.n_train} training examples")
 summary = result.summary()
 print(f"brief CE run: {epochs} epochs, test accuracy {summary['final_acc']:.3f}, "
-      f"mislabelled examples fitted {summary['final_noisy_fit']:.0%}")
+      f"mislabelled examples fitted {summary['noisy_fit']:.0%}")
 
 rng = np.random.default_rng(seed)
 batch = np.sort(rng.choice(result.n_train, size=batch_size, replace=False))
@@ -199,24 +203,19 @@ for name, params in methods:
 
 fig, axes = plt.subplots(2, len(methods), figsize=(3.3 * len(methods), 6.4))
 for k, ((name, params), (label, out)) in enumerate(zip(methods, outputs.items())):
-    rel = out.weight.numpy() * batch_size
+    rel = relative_weights(out.weight.numpy())  # weight x batch size: 1 = the batch average
     ax = plot_empirical_emphasis(out.p, rel, name=name, params=params, curve_scale="batch_mean", ax=axes[0, k],
                                  is_noisy=batch_noisy, s=10)
     ax.set_title(label)
     ax.set_ylabel("weight x batch size" if k == 0 else "")
     if k:
         ax.get_legend().remove()
-    bins = np.geomspace(max(rel.min(), 1e-4), rel.max() * 1.01, 30)
-    for group, mask in (("clean", ~batch_noisy), ("noisy", batch_noisy)):
-        axes[1, k].hist(rel[mask], bins=bins, color=grlib.figures.METHOD_COLORS[group], histtype="step", lw=1.8,
-                        label="clean" if group == "clean" else "mislabelled")
-    axes[1, k].set_xscale("log")
-    axes[1, k].set_xlabel("weight x batch size")
-    axes[1, k].set_ylabel("examples" if k == 0 else "")
-axes[1, 0].legend()
+    plot_group_histogram(rel, batch_noisy, bins=30, log=True, ax=axes[1, k], xlabel="weight x batch size")
+    if k:
+        axes[1, k].set_ylabel("")
 fig.suptitle(f"one batch of {batch_size} from {dataset} ({noise} noise {noise_rate:.0%}), "
              f"model after {epochs} epochs of CE")
-save_figure(fig, figure_name(f"{STEM}-batch", **data_key), figures_dir);
+save_figure(fig, figure_name(f"{STEM}-batch", **data_key), out_dir);
 
 # %% [markdown]
 # How much of each loss's total weight in this batch goes to mislabelled
@@ -268,7 +267,7 @@ for line in ax.lines:
 ax.set_ylabel("MSE logit-gradient L1 norm")
 ax.set_title(f"MSE emphasis of all {result.n_train} training examples ({num_classes} classes)")
 ax.legend(loc="upper right")
-save_figure(fig, figure_name(f"{STEM}-mse", **data_key), figures_dir);
+save_figure(fig, figure_name(f"{STEM}-mse", **data_key), out_dir);
 print(f"magnitude / p_y-only curve: min {bound_ratio[lower > 1e-12].min():.4f}, "
       f"median {np.median(bound_ratio[lower > 1e-12]):.3f}, max {bound_ratio[lower > 1e-12].max():.3f}")
 
@@ -301,7 +300,7 @@ metrics = {
     "max_mode_error": max_mode_error,
     "grid_step": step,
     "brief_run_final_acc": summary["final_acc"],
-    "brief_run_noisy_fit": summary["final_noisy_fit"],
+    "brief_run_noisy_fit": summary["noisy_fit"],
     "batch_noisy_share": noisy_share,
     "batch_weight_share_noisy": weight_share,
     "gr_weight_max_abs_error": float((gr_weights.weight - analytic_gr).abs().max()),

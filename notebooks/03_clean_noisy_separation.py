@@ -25,8 +25,9 @@
 # Two scores, for a model trained with CE and one trained with GR:
 #
 # * `p_i`, the probability of the given label (evaluation pass after each
-#   epoch). A model that has not memorised the wrong labels gives mislabelled
-#   examples a low `p_i`, so `p_i` separates them. Once it memorises, it does not.
+#   epoch; runs without one use the training pass's `p`). A model that has not
+#   memorised the wrong labels gives mislabelled examples a low `p_i`, so `p_i`
+#   separates them. Once it memorises, it does not.
 # * the weight the loss gives the example. CE's weight `2 (1 - p_i)` is largest
 #   for the mislabelled examples (AUC far below 0.5): **CE emphasises exactly the
 #   examples whose labels are wrong.** Weights are compared through the
@@ -45,8 +46,16 @@
 # examples stay slightly less confident), and the two AUCs end within a few
 # hundredths of each other, CE ahead for some seeds. Run with `epochs=100` to
 # see it; the middle panel of the ROC figure shows the whole course.
+#
+# **Your own runs.** Set `run_dir` to a saved run folder (`result.save(folder)`,
+# or a `grlib.Recorder`'s `path`), or to two separated by a comma, to analyse
+# those runs instead of training (the training parameters are then ignored).
+# A run on real data has no noise mask: the separation views are skipped, and
+# what remains (distributions, the examples each loss weights least, the
+# lowest `p_i`) lists the candidates for a look at their labels.
 
 # %% tags=["parameters"]
+run_dir: str = ""  # saved run folder(s) to analyse instead of training: one, or two separated by a comma; empty: train CE and GR here
 dataset: str = "digits"  # digits | moons | fashion_mnist (fashion_mnist needs the cache: `grlib data fetch`)
 n_train: int = 0  # stratified training subset size; 0 keeps the whole training split
 noise: str = "symmetric"  # none | symmetric | pair
@@ -58,7 +67,7 @@ lam: float = 1.0  # GR emphasis mode: weights peak at p of lam / (1 + lam)
 beta: float = 12.0  # GR emphasis spread: 0 weights every example equally
 snapshot_epochs: list = [5, 20, -1]  # epochs whose distributions are drawn, 1-based; -1 is the last epoch
 n_show: int = 12  # examples in the top/bottom tables and in each image row
-figures_dir: str = "../figures"  # where the figures go (PNG and PDF)
+figures_dir: str = ""  # where the figures go (PNG and PDF); empty: the repository's figures/
 metrics_path: str = ""  # JSON file for the key numbers; empty: <figures_dir>/<figure stem>.json
 progress: bool = False  # a progress bar over epochs
 
@@ -68,11 +77,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
 import grlib
-from grlib.figures import METHOD_COLORS, figure_name, save_figure, use_style
-from grlib.plotting import plot_image_grid, plot_roc, plot_separation_auc, shades
+from grlib.figures import METHOD_COLORS, default_figures_dir, figure_name, save_figure, use_style
+from grlib.plotting import plot_distribution_grid, plot_image_grid, plot_roc, plot_separation_auc, shades
+from grlib.views import (has_mask, load_runs, p_field, ranked_examples, record_row, recorded_epochs,
+                         resolve_epochs, run_images, separation_by_epoch)
 
 use_style()
 
@@ -81,87 +91,84 @@ if not isinstance(n_train, int) or n_train < 0:
     raise ValueError(f"n_train={n_train!r} must be an integer >= 0 (0 = the whole training split)")
 if not isinstance(n_show, int) or n_show < 1:
     raise ValueError(f"n_show={n_show!r} must be a positive integer")
-if noise == "none" or noise_rate <= 0:
-    raise ValueError("this notebook compares clean and mislabelled examples: it needs noise != 'none' and "
-                     f"noise_rate > 0 (got noise={noise!r}, noise_rate={noise_rate})")
 if not isinstance(snapshot_epochs, (list, tuple)) or not snapshot_epochs:
     raise ValueError(f"snapshot_epochs must be a non-empty list of epochs, got {snapshot_epochs!r}")
+trained = not run_dir.strip()
+if trained and (noise == "none" or noise_rate <= 0):
+    raise ValueError("this notebook compares clean and mislabelled examples: training here needs noise != 'none' "
+                     f"and noise_rate > 0 (got noise={noise!r}, noise_rate={noise_rate}); or analyse saved runs "
+                     "with run_dir")
 for e in snapshot_epochs:
-    if isinstance(e, bool) or not isinstance(e, int) or not (e == -1 or 1 <= e <= epochs):
-        raise ValueError(f"snapshot_epochs holds {e!r}: each must be an integer in 1..epochs={epochs} or -1 (last)")
-snapshots = sorted({epochs if e == -1 else e for e in snapshot_epochs})
-
-key = {"dataset": dataset, "noise": noise, "noise_rate": noise_rate, "epochs": epochs, "seed": seed, "lr": lr,
-       "lam": lam, "beta": beta, **({"n_train": n_train} if n_train else {})}
-metrics_file = Path(metrics_path) if metrics_path else Path(figures_dir) / f"{figure_name(STEM, **key)}.json"
-base = grlib.RunConfig(dataset=dataset, n_train=n_train or None, noise=noise, noise_rate=noise_rate, epochs=epochs,
-                       lr=lr, seed=seed, loss="ce", loss_params={})
-configs = {"ce": base, "gr": base.replace(loss="gr", loss_params={"lam": lam, "beta": beta})}
-labels = {k: c.label for k, c in configs.items()}
-GROUP_COLORS = {"clean": METHOD_COLORS["clean"], "mislabelled": METHOD_COLORS["noisy"]}
+    if isinstance(e, bool) or not isinstance(e, int) or not (e == -1 or e >= 1) or (trained and e > epochs):
+        raise ValueError(f"snapshot_epochs holds {e!r}: each must be an integer in 1..epochs={epochs} or -1 (last)"
+                         if trained else f"snapshot_epochs holds {e!r}: each must be a positive integer or -1 (last)")
+out_dir = Path(figures_dir) if figures_dir else default_figures_dir()  # not the kernel's working directory
+if trained:
+    key = {"dataset": dataset, "noise": noise, "noise_rate": noise_rate, "epochs": epochs, "seed": seed, "lr": lr,
+           "lam": lam, "beta": beta, **({"n_train": n_train} if n_train else {})}
+    base = grlib.RunConfig(dataset=dataset, n_train=n_train or None, noise=noise, noise_rate=noise_rate,
+                           epochs=epochs, lr=lr, seed=seed, loss="ce", loss_params={})
+    configs = {"ce": base, "gr": base.replace(loss="gr", loss_params={"lam": lam, "beta": beta})}
+else:
+    key = {"runs": "+".join(Path(part.strip()).name for part in run_dir.split(",") if part.strip())}
+metrics_file = Path(metrics_path) if metrics_path else out_dir / f"{figure_name(STEM, **key)}.json"
 
 # %% [markdown]
-# ## Train CE and GR on the same noisy data
+# ## Train CE and GR on the same noisy data (or load the saved runs)
 
 # %%
-data, noisy, _ = grlib.prepare(base)
-results = {k: grlib.train(c, data=data, noisy=noisy, progress=progress) for k, c in configs.items()}
-for res in results.values():
-    if res.epochs_completed != epochs:
-        raise RuntimeError(f"{res!r} stopped early: {res.stopped}")
-is_noisy = noisy.is_noisy
-pd.DataFrame({labels[k]: r.summary() for k, r in results.items()}).T[
-    ["final_acc", "best_acc", "epoch_of_best", "final_noisy_fit", "noise_rate_realised"]]
+if trained:
+    data, noisy, _ = grlib.prepare(base)
+    results = {c.label: grlib.train(c, data=data, noisy=noisy, progress=progress) for c in configs.values()}
+    for res in results.values():
+        if res.epochs_completed != epochs:
+            raise RuntimeError(f"{res!r} stopped early: {res.stopped}")
+else:
+    results = load_runs(run_dir)
+run_keys = dict(zip(results, ["ce", "gr"] if trained else [f"run{k}" for k in range(1, len(results) + 1)]))
+PF = "eval_p" if all("eval_p" in r.records for r in results.values()) else "p"  # one p field for every run
+snapshots = {}
+for label, res in results.items():
+    try:
+        snapshots[label] = resolve_epochs(res, PF, snapshot_epochs)
+    except ValueError as exc:
+        raise ValueError(f"snapshot_epochs={snapshot_epochs!r} does not fit run {label!r}: {exc}") from None
+masked = {label: res for label, res in results.items() if has_mask(res)}
+for label in results:
+    if label not in masked:
+        print(f"{label}: no noise mask (is_noisy is None): the separation views are skipped for it")
+pd.DataFrame({label: r.summary() for label, r in results.items()}).T[
+    ["epochs", "final_acc", "best_acc", "epoch_of_best", "noisy_fit", "noise_rate_realised"]]
 
 # %% [markdown]
-# Separation AUC of each score at every epoch (`grlib.separation_table`; a
+# Separation AUC of each score at every epoch (`grlib.views.separation_by_epoch`; a
 # higher score says clean). `eval_p`: `p_i` from the evaluation pass after the
 # epoch; `p`: `p_i` seen by the training pass; `weight` / `log_emphasis`: the
-# loss's weight (batch-normalised / unnormalised).
+# loss's weight (batch-normalised / unnormalised). Runs with the noise mask only.
 
 # %%
 FIELDS = ("eval_p", "p", "weight", "log_emphasis")
-tables = {labels[k]: grlib.separation_table(r, fields=FIELDS) for k, r in results.items()}
-pd.concat({label: t.set_index("epoch").loc[snapshots] for label, t in tables.items()}, axis=1).round(3)
+tables = {label: separation_by_epoch(res, FIELDS) for label, res in masked.items()}
+if tables:
+    display_table = pd.concat({label: t.set_index("epoch").loc[snapshots[label]] for label, t in tables.items()},
+                              axis=1).round(3)
+else:
+    display_table = "no run has a noise mask: nothing to separate"
+display_table
 
 # %% [markdown]
 # ## Distributions of `p_i` and of the weight, clean vs mislabelled
 #
-# One tidy table per run (`RunResult.to_frame`: one row per example and epoch,
-# with its ground-truth `is_noisy` flag), drawn with seaborn. Densities are per
-# group (each integrates to 1), so the smaller mislabelled group is not hidden.
+# One row per run, one column per snapshot epoch, drawn from the per-example
+# records (`grlib.plotting.plot_distribution_grid`). Bars are the share of each
+# group per bin (each group sums to 1), so the smaller mislabelled group is not
+# hidden. Each run has its own x axis: CE's and GR's weights live on scales
+# orders of magnitude apart.
 
 # %%
-frames = []
-for k, res in results.items():
-    df = res.to_frame(fields=["eval_p", "weight", "log_emphasis"], epochs=snapshots)
-    df["method"] = labels[k]
-    df["group"] = np.where(df["is_noisy"], "mislabelled", "clean")
-    df["weight x batch size"] = df["weight"] * res.config["batch_size"]
-    frames.append(df)
-tidy = pd.concat(frames, ignore_index=True)
-
-
-def distribution_grid(column, *, xlabel, log_scale=False, bins=30):
-    fig, axes = plt.subplots(len(results), len(snapshots), figsize=(3.6 * len(snapshots), 3.0 * len(results)),
-                             squeeze=False, sharex=True)
-    for row, label in enumerate(labels.values()):
-        for col, e in enumerate(snapshots):
-            ax = axes[row, col]
-            sub = tidy[(tidy["method"] == label) & (tidy["epoch"] == e)]
-            sns.histplot(data=sub, x=column, hue="group", hue_order=["clean", "mislabelled"], palette=GROUP_COLORS,
-                         stat="density", common_norm=False, element="step", bins=bins, log_scale=log_scale,
-                         ax=ax, legend=(row == 0 and col == 0))
-            auc = tables[label].set_index("epoch").loc[e, "auc_eval_p" if column == "eval_p" else "auc_log_emphasis"]
-            ax.set_title(f"{label}, epoch {e}: AUC {auc:.2f}")
-            ax.set_ylabel("density" if col == 0 else "")
-            ax.set_xlabel(xlabel)
-    return fig
-
-
-fig = distribution_grid("eval_p", xlabel="p (probability of the given label)")
+fig = plot_distribution_grid(results, PF, snapshot_epochs, auc_field=PF)
 fig.suptitle("p of the given label, clean vs mislabelled (AUC: p says clean)")
-save_figure(fig, figure_name(f"{STEM}-p", **key), figures_dir);
+save_figure(fig, figure_name(f"{STEM}-p", **key), out_dir);
 
 # %% [markdown]
 # By the last epoch CE has pushed almost every example to `p ≈ 1`; what
@@ -169,15 +176,20 @@ save_figure(fig, figure_name(f"{STEM}-p", **key), figures_dir);
 # confident, too small to see on this scale. GR keeps most mislabelled examples
 # at `p ≈ 0`, but a share of them sits at `p ≈ 1` with the clean ones.
 #
-# The weights: CE gives the mislabelled examples more weight than the clean
-# ones at every snapshot. GR's weights are nearly the same for both groups:
-# with its mode at `p = lam / (1 + lam)`, it weights examples at `p ≈ 0` and
-# at `p ≈ 1` alike, and the few examples in between get the most.
+# The weights (weight x batch size, log-spaced bins): CE gives the mislabelled
+# examples more weight than the clean ones at every snapshot. GR's weights are
+# nearly the same for both groups: with its mode at `p = lam / (1 + lam)`, it
+# weights examples at `p ≈ 0` and at `p ≈ 1` alike, and the few examples in
+# between get the most.
 
 # %%
-fig = distribution_grid("weight x batch size", xlabel="weight x batch size", log_scale=True)
-fig.suptitle("weight x batch size (1 = batch average), clean vs mislabelled (AUC: emphasis says clean)")
-save_figure(fig, figure_name(f"{STEM}-weight", **key), figures_dir);
+if all("weight" in r.records for r in results.values()):
+    emphasis_field = "log_emphasis" if all("log_emphasis" in r.records for r in results.values()) else "weight"
+    fig = plot_distribution_grid(results, "weight", snapshot_epochs, log=True, auc_field=emphasis_field)
+    fig.suptitle("weight x batch size (1 = batch average), clean vs mislabelled (AUC: emphasis says clean)")
+    save_figure(fig, figure_name(f"{STEM}-weight", **key), out_dir);
+else:
+    print("a run kept no weights (its loop recorded without the loss's details): no weight distributions")
 
 # %% [markdown]
 # ## ROC curves and AUC per epoch, CE vs GR
@@ -185,84 +197,93 @@ save_figure(fig, figure_name(f"{STEM}-weight", **key), figures_dir);
 # Left: ROC curves of `p_i` ("higher says clean") at the snapshot epochs (darker
 # = later). Middle: the AUC of `p_i` at every epoch. Right: the AUC of the
 # loss's own emphasis; below 0.5 means the loss puts *more* weight on the
-# mislabelled examples than on the clean ones.
+# mislabelled examples than on the clean ones. Runs with the noise mask only.
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
-for k, res in results.items():
-    for e, colour in zip(snapshots, shades(METHOD_COLORS[k], len(snapshots))):
-        plot_roc(res.record("eval_p", e), is_noisy, ax=axes[0], label=f"{labels[k]}, epoch {e}", color=colour)
-plot_separation_auc(tables, "auc_eval_p", ax=axes[1])
-plot_separation_auc(tables, "auc_log_emphasis", ax=axes[2])
-axes[0].set_title("ROC of p (clean is positive)")
-axes[1].set_title("separation by p, per epoch")
-axes[2].set_title("separation by the loss's emphasis, per epoch")
-for ax in axes[1:]:
-    ax.set_ylim(0, 1)
-fig.suptitle(f"{dataset}, {noise} noise {noise_rate:.0%}, seed {seed}")
-save_figure(fig, figure_name(f"{STEM}-roc", **key), figures_dir);
+if masked:
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    for label, res in masked.items():
+        colour = METHOD_COLORS.get(str(res.config.get("loss", "")), "#555555")
+        for e, shade in zip(snapshots[label], shades(colour, len(snapshots[label]))):
+            plot_roc(record_row(res, PF, e), res.is_noisy, ax=axes[0], label=f"{label}, epoch {e}", color=shade)
+    plot_separation_auc(tables, f"auc_{PF}", ax=axes[1])
+    emphasis_column = "auc_log_emphasis" if all("auc_log_emphasis" in t for t in tables.values()) else "auc_weight"
+    if all(emphasis_column in t for t in tables.values()):
+        plot_separation_auc(tables, emphasis_column, ax=axes[2])
+    axes[0].set_title("ROC of p (clean is positive)")
+    axes[1].set_title("separation by p, per epoch")
+    axes[2].set_title("separation by the loss's emphasis, per epoch")
+    for ax in axes[1:]:
+        ax.set_ylim(0, 1)
+    fig.suptitle(f"{dataset}, {noise} noise {noise_rate:.0%}, seed {seed}" if trained else "saved runs")
+    save_figure(fig, figure_name(f"{STEM}-roc", **key), out_dir);
+else:
+    print("no run has a noise mask: no ROC curves")
 
 # %% [markdown]
 # ## The examples each loss weights most and least (last epoch)
 #
 # Ranked by the unnormalised emphasis (the weight before normalising within a
-# batch). `given` is the label trained on, `true` the original label. The
-# weight was set by `p` as the training pass saw it; `p (after epoch)` is from
-# the evaluation pass at the end of the epoch: under GR some examples swing
-# between the two extremes within one epoch.
+# batch; runs without it: the weight x batch size). `given` is the label
+# trained on, `true` the original label (when known). The weight was set by
+# `p` as the training pass saw it; `p (after epoch)` is from the evaluation
+# pass at the end of the epoch: under GR some examples swing between the two
+# extremes within one epoch. On real data, the examples weighted least and
+# those with the lowest `p` are the ones to look at first.
 
 # %%
-names = data.class_names or tuple(str(c) for c in range(data.num_classes))
-
-
-def ranked(res, *, top):
-    last = res.to_frame(fields=["p", "eval_p", "log_emphasis"], epochs=[res.epochs_completed])
-    last = last.sort_values("log_emphasis", ascending=not top, kind="stable").head(n_show)
-    return pd.DataFrame({"index": last["index"], "given": [names[c] for c in last["given"]],
-                         "true": [names[c] for c in last["true"]], "mislabelled": last["is_noisy"],
-                         "p (train pass)": last["p"].round(4), "p (after epoch)": last["eval_p"].round(4),
-                         "log emphasis": last["log_emphasis"].round(3)})
-
-
-rank_tables = {(labels[k], "most"): ranked(r, top=True) for k, r in results.items()}
-rank_tables.update({(labels[k], "least"): ranked(r, top=False) for k, r in results.items()})
-shares = pd.Series({f"{m}, weighted {w}": t["mislabelled"].mean() for (m, w), t in rank_tables.items()},
-                   name=f"share mislabelled among {n_show} examples")
+images = {label: run_images(res) for label, res in results.items()}
+if trained:
+    names = data.class_names or tuple(str(c) for c in range(data.num_classes))
+else:
+    names = next((found[2] for found in images.values() if found is not None), None)
+rank_tables = {(label, "most"): ranked_examples(res, top=True, n=n_show, class_names=names)
+               for label, res in results.items()}
+rank_tables.update({(label, "least"): ranked_examples(res, top=False, n=n_show, class_names=names)
+                    for label, res in results.items()})
+if masked:
+    shares = pd.Series({f"{m}, weighted {w}": t["mislabelled"].mean() for (m, w), t in rank_tables.items()
+                        if "mislabelled" in t}, name=f"share mislabelled among {n_show} examples")
+else:
+    shares = "no noise mask: the share of mislabelled examples among them is unknown"
 shares
 
 # %%
-rank_tables[(labels["gr"], "most")]
+rank_tables[(list(results)[-1], "most")]
 
 # %%
-rank_tables[(labels["gr"], "least")]
+rank_tables[(list(results)[-1], "least")]
 
 # %%
-rank_tables[(labels["ce"], "most")]
+rank_tables[(list(results)[0], "most")]
 
 # %% [markdown]
-# ## Images: what each model weights least, and what GR finds least plausible
+# ## Images: what each model weights least, and what the last run finds least plausible
 #
-# Rows: the `n_show` examples CE weights least, those GR weights least, and the
-# examples with the lowest `p_i` under GR (its best guesses at mislabelled
-# examples). Titles: given label / true label; a cross marks a mislabelled one.
+# Rows: the `n_show` examples each run weights least, and the examples with the
+# lowest `p_i` under the last run (GR when trained here: its best guesses at
+# mislabelled examples). Titles: given label / true label (when known); a cross
+# marks a mislabelled one. Saved runs show images when their settings name one
+# of grlib's image data sets and the split lines up with the run.
 
 # %%
-if data.image_shape is None:
-    print(f"{dataset} has no images: skipping the image grid")
+last = list(results)[-1]
+if images[last] is None or any(images[label] is None for label in results):
+    print("no images for these runs (a data set without images, a user's own data, or a split that does not "
+          "line up with the run): skipping the image grid")
 else:
-    raw = grlib.load_dataset(dataset, n_train=n_train or None, standardize=False)
-    if not np.array_equal(raw.y_train, noisy.true_labels):
-        raise RuntimeError("the unstandardised data set does not line up with the training split")
-    rows = {f"{labels['ce']}: weighted least": rank_tables[(labels["ce"], "least")]["index"].to_numpy(),
-            f"{labels['gr']}: weighted least": rank_tables[(labels["gr"], "least")]["index"].to_numpy(),
-            f"{labels['gr']}: lowest p": np.argsort(results["gr"].record("eval_p", -1), kind="stable")[:n_show]}
+    rows = {f"{label}: weighted least": (label, rank_tables[(label, "least")]["index"].to_numpy()) for label in results}
+    lowest = record_row(results[last], PF, -1)
+    rows[f"{last}: lowest p"] = (last, np.argsort(np.where(np.isfinite(lowest), lowest, np.inf), kind="stable")[:n_show])
     fig = plt.figure(figsize=(1.3 * n_show, 1.9 * len(rows)))
-    for sub, (title, idx) in zip(fig.subfigures(len(rows), 1), rows.items()):
-        titles = [f"{names[noisy.labels[i]]}/{names[noisy.true_labels[i]]}{' x' if is_noisy[i] else ''}"
+    for sub, (title, (label, idx)) in zip(fig.subfigures(len(rows), 1), rows.items()):
+        res, (x_raw, image_shape, _) = results[label], images[label]
+        titles = [f"{names[res.y_given[i]]}/{names[res.y_true[i]]}{' x' if has_mask(res) and res.is_noisy[i] else ''}"
                   for i in idx]
-        plot_image_grid(raw.x_train[idx], titles=titles, image_shape=raw.image_shape, ncols=n_show, fig=sub)
-        sub.suptitle(f"{title} ({is_noisy[idx].mean():.0%} mislabelled)", fontsize="small")
-    save_figure(fig, figure_name(f"{STEM}-images", **key), figures_dir);
+        plot_image_grid(x_raw[idx], titles=titles, image_shape=image_shape, ncols=n_show, fig=sub)
+        share = f" ({np.mean(res.is_noisy[idx]):.0%} mislabelled)" if has_mask(res) else ""
+        sub.suptitle(f"{title}{share}", fontsize="small")
+    save_figure(fig, figure_name(f"{STEM}-images", **key), out_dir);
 
 # %% [markdown]
 # ## Key numbers
@@ -273,35 +294,56 @@ else:
 
 # %%
 metrics = {
-    "parameters": {"dataset": dataset, "n_train": n_train, "noise": noise, "noise_rate": noise_rate,
-                   "epochs": epochs, "seed": seed, "lr": lr, "lam": lam, "beta": beta, "snapshots": snapshots},
-    "noise_rate_realised": float(is_noisy.mean()),
+    "parameters": {"run_dir": run_dir, "dataset": dataset, "n_train": n_train, "noise": noise,
+                   "noise_rate": noise_rate, "epochs": epochs, "seed": seed, "lr": lr, "lam": lam, "beta": beta,
+                   "snapshot_epochs": list(snapshot_epochs)},
+    "source": "trained" if trained else "run_dir",
+    "runs": {},
 }
-for k, res in results.items():
-    t = tables[labels[k]].set_index("epoch")
+for label, res in results.items():
     s = res.summary()
-    metrics[k] = {
-        "label": labels[k], "final_acc": s["final_acc"], "best_acc": s["best_acc"],
-        "final_noisy_fit": s["final_noisy_fit"],
-        **{f"auc_{f}_last": float(t[f"auc_{f}"].iloc[-1]) for f in FIELDS},
-        "auc_eval_p_best": float(t["auc_eval_p"].max()), "epoch_of_best_auc": int(t["auc_eval_p"].idxmax()),
-        "auc_eval_p_at": {int(e): float(t.loc[e, "auc_eval_p"]) for e in snapshots},
-        "precision_lowest_p_at_noise_rate": grlib.metrics.precision_at_rate(res.record("eval_p", -1), is_noisy),
-        "share_mislabelled_weighted_most": float(rank_tables[(labels[k], "most")]["mislabelled"].mean()),
-        "share_mislabelled_weighted_least": float(rank_tables[(labels[k], "least")]["mislabelled"].mean()),
-    }
+    entry = {"label": label, "has_mask": has_mask(res), "p_field": PF, "snapshots": snapshots[label],
+             "final_acc": s["final_acc"], "best_acc": s["best_acc"], "noisy_fit": s["noisy_fit"],
+             "noise_rate_realised": s["noise_rate_realised"]}
+    if label in tables:
+        t = tables[label].set_index("epoch")
+        entry.update({f"auc_{f}_last": float(t[f"auc_{f}"].iloc[-1]) for f in FIELDS if f"auc_{f}" in t})
+        entry.update({f"auc_{PF}_best": float(t[f"auc_{PF}"].max()), "epoch_of_best_auc": int(t[f"auc_{PF}"].idxmax()),
+                      f"auc_{PF}_at": {int(e): float(t.loc[e, f"auc_{PF}"]) for e in snapshots[label]},
+                      "precision_lowest_p_at_noise_rate": grlib.precision_at_rate(record_row(res, PF, -1),
+                                                                                 res.is_noisy),
+                      "share_mislabelled_weighted_most": float(rank_tables[(label, "most")]["mislabelled"].mean()),
+                      "share_mislabelled_weighted_least": float(rank_tables[(label, "least")]["mislabelled"].mean())})
+    metrics["runs"][run_keys[label]] = entry
 metrics["grlib_version"] = grlib.__version__
 grlib.write_metrics(metrics, metrics_file)
-pd.DataFrame({k: {m: v for m, v in metrics[k].items() if m != "auc_eval_p_at"} for k in results}).T
+pd.DataFrame({k: {m: v for m, v in r.items() if m not in (f"auc_{PF}_at", "snapshots")}
+              for k, r in metrics["runs"].items()}).T
 
 # %% [markdown]
 # ## Check: what this notebook exists to show
 #
-# After the last epoch, `p_i` separates clean from mislabelled examples better
-# for GR than for CE (higher ROC AUC of "`p_i` says clean").
+# Trained here: after the last epoch, `p_i` separates clean from mislabelled
+# examples better for GR than for CE (higher ROC AUC of "`p_i` says clean").
+# For saved runs, what holds for any run: the examples ranked "most" are
+# ordered from the most emphasised down, those ranked "least" from the least
+# up, and the most emphasised is weighted at least as much as the least;
+# with the noise mask, every AUC and precision lies in [0, 1].
 
 # %%
-auc_ce, auc_gr = metrics["ce"]["auc_eval_p_last"], metrics["gr"]["auc_eval_p_last"]
-assert auc_gr > auc_ce, (f"after {epochs} epochs the separation AUC of p is {auc_gr:.3f} for {labels['gr']} and "
-                         f"{auc_ce:.3f} for CE: expected GR > CE")
-print(f"separation AUC of p after epoch {epochs}: CE {auc_ce:.3f}, {labels['gr']} {auc_gr:.3f}")
+for label, res in results.items():
+    most, least = rank_tables[(label, "most")].iloc[:, -1], rank_tables[(label, "least")].iloc[:, -1]
+    assert 1 <= len(least) <= n_show and 1 <= len(most) <= n_show, f"{label}: empty or long rankings"
+    assert most.is_monotonic_decreasing and least.is_monotonic_increasing, f"{label}: rankings out of order"
+    assert most.iloc[0] >= least.iloc[0], f"{label}: the most emphasised example weighs less than the least"
+    if label in tables:
+        aucs = tables[label].drop(columns="epoch").to_numpy()
+        assert np.all((aucs[np.isfinite(aucs)] >= 0) & (aucs[np.isfinite(aucs)] <= 1)), f"{label}: AUC outside [0, 1]"
+        assert 0 <= metrics["runs"][run_keys[label]]["precision_lowest_p_at_noise_rate"] <= 1
+if trained:
+    auc_ce, auc_gr = metrics["runs"]["ce"][f"auc_{PF}_last"], metrics["runs"]["gr"][f"auc_{PF}_last"]
+    assert auc_gr > auc_ce, (f"after {epochs} epochs the separation AUC of p is {auc_gr:.3f} for "
+                             f"{configs['gr'].label} and {auc_ce:.3f} for CE: expected GR > CE")
+    print(f"separation AUC of p after epoch {epochs}: CE {auc_ce:.3f}, {configs['gr'].label} {auc_gr:.3f}")
+else:
+    print(f"checked {len(results)} run(s) ({len(masked)} with a noise mask)")

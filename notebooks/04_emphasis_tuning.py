@@ -33,15 +33,15 @@
 
 # %% tags=["parameters"]
 lam: float = 1.0  # GR emphasis mode, in [0, 10]: the weight peaks at p* of lam / (1 + lam)
-beta: float = 8.0  # GR emphasis spread, in [0, 30]: 0 gives every example the same weight
+beta: float = 12.0  # GR emphasis spread, in [0, 30]: 0 gives every example the same weight
 loss: str = "gr"  # loss selected at start: ce | mae | gce | gr
 q: float = 0.7  # GCE's q, in [0.05, 1]: its emphasis peaks at q / (1 + q)
 noise: str = "symmetric"  # label noise on digits: none | symmetric | pair
 noise_rate: float = 0.4  # share of corrupted training labels, in [0, 0.8]
 epochs: int = 20  # epochs of a "Train" run
 seed: int = 0  # seed of the noise, the initialisation and the shuffling
-figures_dir: str = "../figures"  # where a headless run saves its figures (PNG and PDF)
-metrics_path: str = ""  # JSON of the key numbers of a headless run; empty: <figures_dir>/04_emphasis_tuning.json
+figures_dir: str = ""  # where a headless run saves its figures (PNG and PDF); empty: the repository's figures/
+metrics_path: str = ""  # JSON of the key numbers of a headless run; empty: <figures_dir>/<figure stem>.json
 headless: bool = False  # True: train once, save figures and metrics; False: only build the app
 
 # %%
@@ -64,14 +64,17 @@ display(tuner.widget)
 
 # %%
 STEM = "04_emphasis_tuning"
+out_dir = Path(figures_dir) if figures_dir else grlib.figures.default_figures_dir()
 if headless:
     result = tuner.run_training()
     summary = result.summary()
-    fig_params = dict(loss=loss, noise=noise, noise_rate=noise_rate, seed=seed)
+    # every setting the figures depend on is in their names (the baseline curves use lam, beta and q too)
+    fig_params = dict(loss=loss, lam=lam, beta=beta, q=q, epochs=epochs, noise=noise, noise_rate=noise_rate,
+                      seed=seed)
     saved = grlib.figures.save_figure(
-        tuner.curve_figure, grlib.figures.figure_name(STEM, view="emphasis", **fig_params), figures_dir)
+        tuner.curve_figure, grlib.figures.figure_name(STEM, view="emphasis", **fig_params), out_dir)
     saved += grlib.figures.save_figure(
-        tuner.train_figure, grlib.figures.figure_name(STEM, view="training", **fig_params), figures_dir)
+        tuner.train_figure, grlib.figures.figure_name(STEM, view="training", **fig_params), out_dir)
     metrics = {
         "settings": tuner.settings.to_dict(),
         "mode": tuner.curve.mode,
@@ -81,11 +84,11 @@ if headless:
         "final_acc": summary["final_acc"],
         "best_acc": summary["best_acc"],
         "epoch_of_best": summary["epoch_of_best"],
-        "final_noisy_fit": summary["final_noisy_fit"],
+        "noisy_fit": summary["noisy_fit"],
         "test_acc": result.history["test_acc"][: result.epochs_completed],
         "figures": [p.name for p in saved],
     }
-    metrics_file = grlib.write_metrics(metrics, metrics_path or Path(figures_dir) / f"{STEM}.json")
+    metrics_file = grlib.write_metrics(metrics, metrics_path or out_dir / f"{grlib.figures.figure_name(STEM, **fig_params)}.json")
     print(tuner.status_text)
     print("saved:", ", ".join(p.name for p in saved), "and", metrics_file)
 
@@ -101,7 +104,8 @@ if beta > 0:
     assert abs(gr_curve.peak - lam / (1 + lam)) <= step, (gr_curve.peak, lam / (1 + lam))
 else:
     assert gr_curve.flat
-assert abs(tuner.curve.mode - grlib.emphasis_mode(loss, lam=lam, q=q)) < 1e-12
+expected_mode = {"ce": 0.0, "mae": 0.5, "gce": q / (1 + q), "gr": lam / (1 + lam)}[loss]  # method.md
+assert abs(tuner.curve.mode - expected_mode) < 1e-12, (tuner.curve.mode, expected_mode)
 if headless:
     acc = result.history["test_acc"][: result.epochs_completed]
     assert np.isfinite(acc).all() and acc.size == epochs, acc

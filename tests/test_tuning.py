@@ -339,18 +339,46 @@ def test_notebook_runs_headless(tmp_path, jupyter_env):
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     stem = "04_emphasis_tuning"  # figure_name keeps the notebook stem as it is
+    names = {}
     for view in ("emphasis", "training"):
+        # every setting the figure depends on is in its name
+        names[view] = grlib.figures.figure_name(stem, view=view, loss="gr", lam=2.0, beta=12.0, q=0.7, epochs=2,
+                                                noise="symmetric", noise_rate=0.3, seed=0)
+        assert "lam-2__" in names[view] and "beta-12__" in names[view] and "epochs-2__" in names[view]
         for ext in ("png", "pdf"):
-            name = grlib.figures.figure_name("04_emphasis_tuning", view=view, loss="gr", noise="symmetric",
-                                             noise_rate=0.3, seed=0)
-            assert name.startswith(stem)
-            assert (figs / f"{name}.{ext}").stat().st_size > 1000
-    metrics = json.loads((figs / "04_emphasis_tuning.json").read_text())
+            assert (figs / f"{names[view]}.{ext}").stat().st_size > 1000
+    (json_path,) = figs.glob("*.json")
+    assert json_path.name == grlib.figures.figure_name(stem, loss="gr", lam=2.0, beta=12.0, q=0.7, epochs=2,
+                                                       noise="symmetric", noise_rate=0.3, seed=0) + ".json"
+    metrics = json.loads(json_path.read_text())
     assert metrics["mode"] == pytest.approx(2 / 3) and metrics["curve_peak"] == pytest.approx(2 / 3, abs=1e-3)
     assert metrics["settings"]["lam"] == 2.0 and metrics["settings"]["epochs"] == 2
-    assert len(metrics["test_acc"]) == 2 and metrics["final_acc"] > 0.2
+    assert len(metrics["test_acc"]) == 2 and metrics["final_acc"] > 0.2 and 0 <= metrics["noisy_fit"] <= 1
     # an explicit metrics_path wins over the default
     out2 = tmp_path / "m" / "metrics.json"
     execute_notebook(NOTEBOOK, tmp_path / "out2.ipynb", cwd=tmp_path,
                      parameters={"headless": True, "epochs": 1, "figures_dir": str(figs), "metrics_path": str(out2)})
     assert json.loads(out2.read_text())["settings"]["epochs"] == 1
+
+
+# -- one set of defaults ---------------------------------------------------------------------------
+def test_one_default_gr_setting_in_the_tuner_compare_and_the_notebooks():
+    """(lam, beta) = (1, 12) everywhere this part of grlib sets a GR default."""
+    from grlib.compare import DEFAULT_METHODS
+    from grlib.notebook import notebook_parameters, notebooks_dir
+
+    default = {"lam": 1.0, "beta": 12.0}
+    s = TunerSettings()
+    assert (s.lam, s.beta) == (1.0, 12.0) and s.label == "gr(lam=1, beta=12)"
+    assert {k: v for k, v in curve_data().params["gr"].items()} == default
+    assert [params for name, params in DEFAULT_METHODS if name == "gr"] == [default]
+    for stem in ("01_emphasis_density", "02_weight_trajectories", "03_clean_noisy_separation",
+                 "04_emphasis_tuning"):
+        params = notebook_parameters(notebooks_dir() / f"{stem}.ipynb")
+        assert (float(params["lam"]["default"]), float(params["beta"]["default"])) == (1.0, 12.0), stem
+
+
+def test_the_library_defaults_are_the_same_gr_setting():
+    loss = grlib.GRLoss()
+    assert (loss.lam, loss.beta) == (TunerSettings().lam, TunerSettings().beta)
+    assert grlib.RunConfig().loss_params == {"lam": TunerSettings().lam, "beta": TunerSettings().beta}

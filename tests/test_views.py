@@ -147,16 +147,6 @@ def test_ranked_examples_by_emphasis():
         views.ranked_examples(res, n=0)
 
 
-def test_run_summary_reads_old_and_new_names():
-    res = _result()
-    res.history.update({"noisy_fit": np.array([0.1, 0.2, 0.3, 0.4]), "clean_acc": np.full(4, 0.9),
-                        "test_acc": np.array([0.5, 0.8, 0.7, 0.6])})
-    s = views.run_summary(res)
-    assert set(s) == {"epochs", "final_acc", "best_acc", "epoch_of_best", "noisy_fit", "clean_acc",
-                      "noise_rate_realised", "stopped"}
-    assert (s["noisy_fit"], s["clean_acc"], s["best_acc"], s["epoch_of_best"]) == (0.4, 0.9, 0.8, 2)
-
-
 def test_load_runs_labels_and_errors(tmp_path):
     a, b = _result(), _result(seed=1)
     b.config = {"loss": "ce", "loss_params": {}}
@@ -208,3 +198,16 @@ def test_ranked_and_medians_leave_out_unseen_examples():
     res.records["weight"] = w
     assert np.isfinite(views.group_medians(res).to_numpy()).all()
     assert isinstance(views.share_above(res), pd.DataFrame)
+
+
+def test_separation_by_epoch_matches_separation_table_and_keeps_real_epochs():
+    res = _result(n=30)
+    table = views.separation_by_epoch(res)
+    reference = grlib.separation_table(res, fields=("eval_p", "p", "weight", "log_emphasis"))
+    pd.testing.assert_frame_equal(table, reference, check_dtype=False)
+    res.record_epochs = np.array([3, 6, 9, 12])
+    res.epochs_completed = 12
+    assert views.separation_by_epoch(res, fields=("p", "margin"))["epoch"].tolist() == [3, 6, 9, 12]
+    assert list(views.separation_by_epoch(res, fields=("p", "margin")).columns) == ["epoch", "auc_p"]
+    with pytest.raises(ValueError, match="noise mask"):
+        views.separation_by_epoch(_result(mask=False))

@@ -330,9 +330,7 @@ class EmphasisTuner:
         draw_runs(fig, result, self.previous_result, labels=labels)
         self.train_figure = fig
         self.train_image.value = png_bytes(fig)
-        from ..views import run_summary
-
-        summ = run_summary(result)
+        summ = result.summary()
         self.progress.bar_style = "success" if result.stopped is None else "warning"
         noise = "no noise" if s.noise == "none" else f"{s.noise} noise {s.noise_rate:.0%}"
         what = "done" if result.stopped is None else f"stopped ({result.stopped})"
