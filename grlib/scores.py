@@ -73,14 +73,16 @@ SOURCES = ("train", "eval")
 
 #: How to get each record field into a run, for the error a score gives when it is missing.
 _HOW_TO_RECORD = {
-    "p": "record 'p' with grlib.Recorder(fields=[..., 'p']) (grlib.train keeps it with record=True)",
-    "pred": "record 'pred' with grlib.Recorder(fields=[..., 'pred']) (grlib.train keeps it with record=True)",
-    "margin": "record 'margin' with grlib.Recorder(fields=[..., 'margin'])",
+    "p": "record 'p' with grlib.Recorder(fields=[..., 'p']) (grlib.train keeps it unless record=False)",
+    "pred": "record 'pred' with grlib.Recorder(fields=[..., 'pred']) (grlib.train keeps it unless record=False)",
+    "margin": "record 'margin' with grlib.Recorder(fields=[..., 'margin']) (grlib.train keeps it unless record=False)",
     "weight": ("record 'weight' with grlib.Recorder(fields=[..., 'weight']) and pass the loss's details "
                "(rec.update(index, logits, targets, out=loss.details(logits, targets)))"),
     "eval_p": "keep the evaluation pass: grlib.train(eval_train=True) or Recorder.update_eval(...)",
     "eval_pred": "keep the evaluation pass: grlib.train(eval_train=True) or Recorder.update_eval(...)",
 }
+#: The running summary that stands for a record field over the whole run.
+_SUMMARY_OF = {"p": "p_sum", "pred": "n_correct", "margin": "margin_sum", "weight": "weight_sum"}
 
 
 # -- the run and its rows ---------------------------------------------------------------------------
@@ -103,20 +105,20 @@ class _Run:
         self.n = int(self.y_given.size)
         if self.n == 0:
             raise ValueError("the run has no examples (y_given is empty); nothing to score")
-        self.summaries = dict(getattr(result, "summaries", None) or {})
-        self.completed = getattr(result, "epochs_completed", None)
+        self.summaries = result.summaries
+        self.completed = int(result.epochs_completed)
         self.last_epoch = self._last_epoch()
         if self.last_epoch == 0:
-            why = "epochs_completed=0" if self.completed == 0 else "no record rows and no running summaries"
+            rows = any(np.shape(a)[0] for a in result.records.values())
+            why = (f"epochs_completed={self.completed}: its rows are of an unfinished epoch" if rows
+                   else "no record rows and no running summaries")
             raise ValueError(f"the run recorded no epochs ({why}); nothing to score")
         self.window = _check_window(epochs, first_k, self.last_epoch)
 
     def _row_epochs(self, rows: int) -> np.ndarray:
-        rec = getattr(self.result, "record_epochs", None)
-        ep = np.arange(1, rows + 1) if rec is None else np.asarray(rec, dtype=np.int64)[:rows]
-        if self.completed is not None:
-            ep = ep[ep <= int(self.completed)]
-        return ep
+        """The epoch of each record row, the rows of unfinished epochs (an interrupted run's) left out."""
+        ep = np.asarray(self.result.record_epochs, dtype=np.int64)[:rows]
+        return ep[ep <= self.completed]
 
     def _last_epoch(self) -> int:
         last = 0
@@ -126,7 +128,7 @@ class _Run:
                 last = max(last, int(ep.max()))
         n_seen = self.summaries.get("n_seen")
         if n_seen is not None and np.size(n_seen) and np.max(n_seen) > 0:
-            last = max(last, 1 if self.completed is None else int(self.completed))
+            last = max(last, self.completed)
         return last
 
     def use_summaries(self, keys) -> bool:
@@ -142,8 +144,12 @@ class _Run:
     def require(self, field: str, score: str):
         if field not in self.result.records:
             kept = sorted(self.result.records)
+            hint = ""
+            if self.window is not None and _SUMMARY_OF.get(field) in self.summaries:
+                hint = (f"; without an epoch window its running summaries ({_SUMMARY_OF[field]!r}) give it over "
+                        f"the whole run")
             raise ValueError(f"score {score!r} needs the per-example record {field!r}, which this run did not keep "
-                             f"(kept: {kept or 'none'}); {_HOW_TO_RECORD.get(field, f'record {field!r}')}")
+                             f"(kept: {kept or 'none'}); {_HOW_TO_RECORD.get(field, f'record {field!r}')}{hint}")
         arr = self.result.records[field]
         if np.ndim(arr) != 2 or np.shape(arr)[1] != self.n:
             raise ValueError(f"records[{field!r}] has shape {np.shape(arr)}; expected [rows, {self.n}]")
@@ -760,22 +766,24 @@ def find_label_issues(result, *, score: str = DEFAULT_SCORE, return_all: bool = 
 
     The default score, ``confidence`` (mean p of the given label over all
     epochs, "GR's mean p" for a GR run), measured best among the scores every
-    run has: on digits at 20% and 40% symmetric noise, 30-epoch runs, seeds
-    0-2, GR (lam=1, beta=12) gave ROC AUC 0.997-0.999, precision at the true
-    rate 0.97-0.98, and the mixture flagged 0.96-1.03x the true count with
-    precision 0.95-0.99 (clean runs: nothing).  From a CE run, which
-    memorises the wrong labels, all epochs gave AUC 0.97-0.99 and counts of
-    0.81-1.16x (precision 0.81-0.95); the first 10 epochs (``first_k=10``)
-    gave 0.98-1.12x with precision 0.87-0.96.  ``aum`` and ``small_loss``
-    are as good from GR runs; ``correctness``, ``forgetting`` and ``final_p``
-    rank well but their mixture counts are poor (discrete or memorised).
+    run has: on digits at 20% and 40% symmetric noise, 30-epoch
+    ``grlib.train`` runs, seeds 0-2, GR (lam=1, beta=12) gave ROC AUC
+    0.996-1.000, precision at the true rate 0.96-0.99, and the mixture
+    flagged 0.96-1.05x the true count with precision 0.94-0.99 (clean runs:
+    nothing).  From a CE run, which memorises the wrong labels, all epochs
+    gave AUC 0.97-0.99 and counts of 0.89-1.19x (precision 0.79-0.94); the
+    first 10 epochs (``first_k=10``) gave 0.98-1.09x with precision
+    0.90-0.97.  ``aum`` and ``small_loss`` are as good from GR runs;
+    ``correctness``, ``forgetting`` and ``final_p`` rank well but their
+    mixture counts are poor (discrete or memorised).
 
     Threshold samples on digits (about 120 of them): the paper's 99th
     percentile is then the second-largest threshold-sample score, and one
-    memorised threshold sample moved it above most clean examples (counts up
-    to 5.6x in 4 of 12 runs even with ``first_k=10``); ``threshold_percentile=95``
-    with ``first_k=10`` gave 0.94-1.02x with precision 0.96-1.00 in all 12.
-    The paper (tens of thousands of examples) computes AUM up to the first
+    memorised threshold sample moves it above most clean examples (counts up
+    to 5.5x; within 25% of the truth with precision >= 0.85 in 5 of 12 runs
+    even with ``first_k=10``); ``threshold_percentile=95`` with
+    ``first_k=10`` gave 0.92-1.02x with precision 0.95-1.00 in all 12.  The
+    paper (tens of thousands of examples) computes AUM up to the first
     learning-rate drop, before memorisation: use an epoch window likewise.
     """
     if not isinstance(return_all, bool):
@@ -822,12 +830,10 @@ def label_issues_frame(result, *, scores=None, score: str = DEFAULT_SCORE, epoch
     cols["is_label_issue"] = flag
     if ts is not None:
         cols["is_threshold_sample"] = ts
-    y_true = getattr(r, "y_true", None)
-    if y_true is not None:
-        cols["true_label"] = np.asarray(y_true).astype(np.int64)
-    is_noisy = getattr(r, "is_noisy", None)
-    if is_noisy is not None:
-        cols["is_noisy"] = np.asarray(is_noisy, dtype=bool)
+    if r.y_true is not None:
+        cols["true_label"] = np.asarray(r.y_true, dtype=np.int64)
+    if r.is_noisy is not None:
+        cols["is_noisy"] = np.asarray(r.is_noisy, dtype=bool)
     df = pd.DataFrame(cols)
     df.index.name = "index"
     return df

@@ -21,15 +21,10 @@ nan = np.nan
 # -- hand-built runs -----------------------------------------------------------------------------------
 def make_run(records, y_given, *, y_true=None, is_noisy=None, num_classes=3, epochs_completed=None,
              summaries=None, record_epochs=None):
-    """A RunResult built by hand, as a user with their own loop would (works with and without the
-    Recorder-era fields: record_epochs and summaries are set as attributes)."""
-    rows = max((np.shape(v)[0] for v in records.values()), default=0)
-    r = grlib.RunResult(config={}, y_given=np.asarray(y_given), y_true=y_true, is_noisy=is_noisy,
-                        num_classes=num_classes, records=records,
-                        epochs_completed=rows if epochs_completed is None else epochs_completed)
-    r.summaries = summaries or {}
-    r.record_epochs = None if record_epochs is None else np.asarray(record_epochs)
-    return r
+    """A RunResult built by hand, as a user with their own loop would."""
+    return grlib.RunResult(config={}, y_given=np.asarray(y_given), y_true=y_true, is_noisy=is_noisy,
+                           num_classes=num_classes, records=records, epochs_completed=epochs_completed,
+                           summaries=summaries or {}, record_epochs=record_epochs)
 
 
 Y3 = np.array([0, 1, 2, 0])
@@ -85,6 +80,15 @@ def test_epoch_windows_use_only_their_epochs():
     np.testing.assert_allclose(S.forgetting(r, epochs=(1, 2)), [0.0, 1.0, 0.0, math.inf])
     np.testing.assert_allclose(S.small_loss(r, epochs=(3, 3)), [0.0, nan, 0.5, 1.0])
     np.testing.assert_allclose(S.aum(r, first_k=3), EXPECTED3["aum"], rtol=1e-12)
+
+
+def test_an_interrupted_epoch_is_left_out():
+    # the run stopped during epoch 3; its rows were kept (marked partial): scores use epochs 1-2
+    r = grlib.RunResult(config={}, y_given=Y3, records={"p": P3.copy()}, epochs_completed=2,
+                        metadata={"partial_epoch": 3})
+    np.testing.assert_allclose(S.confidence(r), [0.4, 0.45, 0.85, 0.1], rtol=1e-12)
+    with pytest.raises(ValueError, match=r"epochs=\(1, 3\) lies outside the recorded epochs 1..2"):
+        S.confidence(r, epochs=(1, 3))
 
 
 def test_record_epochs_kept_every_other_epoch():
@@ -167,9 +171,9 @@ def _blobs(n=360, num_classes=4, dim=8, noise=0.3, seed=0):
 
 
 def train_recording(x, given, num_outputs, *, epochs=12, batch=32, seed=0, loss="ce", calculator=None,
-                    keep_logits=False):
-    """A plain torch loop that records p, pred, margin and weight per example ([epochs, n], float32),
-    as a grlib.Recorder would; optionally feeds the `aum` package's AUMCalculator the same logits."""
+                    keep_logits=False, recorder=None):
+    """A plain torch loop that keeps p, pred, margin and weight per example ([epochs, n], float32) itself;
+    optionally feeds a grlib.Recorder and the `aum` package's AUMCalculator the same logits."""
     torch.manual_seed(seed)
     n, dim = x.shape
     model = torch.nn.Sequential(torch.nn.Linear(dim, 64), torch.nn.ReLU(), torch.nn.Linear(64, num_outputs))
@@ -200,6 +204,10 @@ def train_recording(x, given, num_outputs, *, epochs=12, batch=32, seed=0, loss=
                 logits_kept[e, i] = lg.numpy()
             if calculator is not None:
                 calculator.update(lg, Y[idx], idx.tolist())
+            if recorder is not None:
+                recorder.update(idx, logits, Y[idx], out)
+        if recorder is not None:
+            recorder.end_epoch()
     return recs, (logits_kept if keep_logits else None)
 
 
@@ -232,16 +240,35 @@ def test_documented_direction_and_range_hold_on_a_real_noisy_run(blob_run, name)
     assert grlib.separation_auc(o, r.is_noisy) > 0.75, name
 
 
-def test_aum_equals_the_aum_package_on_the_same_logits():
+def test_aum_equals_the_aum_package_on_the_same_logits(tmp_path):
     aum_pkg = pytest.importorskip("aum", reason="the reference check needs the `aum` package (pip install aum==1.0.2)")
     x, y, given, noisy = _blobs(n=200, seed=3)
-    calc = aum_pkg.AUMCalculator(save_dir="unused", compressed=True)
-    recs, _ = train_recording(x, given, 4, epochs=6, seed=3, calculator=calc)
-    r = make_run(recs, given, num_classes=4)
+    calc = aum_pkg.AUMCalculator(save_dir=str(tmp_path / "aum"), compressed=True)
+    rec = grlib.Recorder(len(given), tmp_path / "run", fields=["p", "pred", "margin"])
+    recs, _ = train_recording(x, given, 4, epochs=6, seed=3, calculator=calc, recorder=rec)
     ref = np.array([calc.sums[i] / calc.counts[i] for i in range(len(given))])
     assert all(calc.counts[i] == 6 for i in range(len(given)))
-    # the margins are recorded as float32, as a Recorder stores them; the package sums float32 values too
-    np.testing.assert_allclose(S.aum(r), ref, rtol=1e-6, atol=1e-6)
+    # from the loop's own float32 margins, from the Recorder's running summaries (float64), from its
+    # disk records (float32, memory-mapped) with a window over every epoch, and from the saved folder
+    mine = make_run(recs, given, num_classes=4)
+    recorded = rec.result()
+    assert recorded.summaries and isinstance(recorded.records["margin"], np.memmap)
+    for r in (mine, recorded, tmp_path / "run"):
+        np.testing.assert_allclose(S.aum(r), ref, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(S.aum(recorded, epochs=(1, 6)), ref, rtol=1e-6, atol=1e-6)
+
+
+def test_the_recorders_summaries_and_records_agree(tmp_path):
+    """Without a window the scores come from the Recorder's float64 running summaries; with one, from
+    its float32 records: over every epoch the two agree to float32 precision."""
+    x, y, given, noisy = _blobs(n=240, seed=4)
+    rec = grlib.Recorder(len(given), tmp_path / "run")
+    train_recording(x, given, 4, epochs=7, seed=4, loss="gr", recorder=rec)
+    r = rec.result(y_true=y)
+    assert r.has_mask and r.summaries["n_seen"].min() == 7
+    for name in ("confidence", "variability", "correctness", "aum", "forgetting", "mean_weight"):
+        np.testing.assert_allclose(S.SCORES[name](r), S.SCORES[name](r, epochs=(1, 7)), rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
 
 
 def _cartography_reference(logits, gold):
@@ -403,11 +430,8 @@ def test_find_label_issues_on_digits_at_40_percent_noise(digits_gr_40):
     assert r.is_noisy[flagged].mean() >= 0.85
 
 
-def test_aum_on_digits_once_train_records_the_margin(digits_gr_40):
+def test_aum_on_digits(digits_gr_40):
     r = digits_gr_40
-    if "margin" not in r.records and "margin_sum" not in (getattr(r, "summaries", None) or {}):
-        pytest.skip("grlib.train does not record 'margin' yet (it comes with the Recorder); the AUM check "
-                    "runs once it does")
     flagged = grlib.scores.find_label_issues(r, score="aum")
     k = int(r.is_noisy.sum())
     assert 0.75 * k <= flagged.size <= 1.25 * k and r.is_noisy[flagged].mean() >= 0.85
@@ -417,8 +441,11 @@ def test_disk_backed_runs_give_the_same_scores(digits_gr_40, tmp_path):
     r = digits_gr_40
     r.save(tmp_path / "run")
     loaded = grlib.RunResult.load(tmp_path / "run")
-    for name in ("confidence", "variability", "correctness", "forgetting", "final_p", "mean_weight", "small_loss"):
+    assert isinstance(loaded.records["p"], np.memmap) and loaded.summaries
+    for name in S.SCORES:
         np.testing.assert_array_equal(S.SCORES[name](loaded), S.SCORES[name](r), err_msg=name)
+        np.testing.assert_array_equal(S.SCORES[name](loaded, first_k=10), S.SCORES[name](r, first_k=10),
+                                      err_msg=name)
         np.testing.assert_array_equal(S.SCORES[name](tmp_path / "run"), S.SCORES[name](r), err_msg=name)
     np.testing.assert_array_equal(grlib.scores.find_label_issues(str(tmp_path / "run")),
                                   grlib.scores.find_label_issues(r))
@@ -457,6 +484,13 @@ def test_a_missing_field_names_it_and_how_to_record_it():
         S.confidence(r, source="eval")
     with pytest.raises(ValueError, match="source='test' is not one of the allowed values: 'train', 'eval'"):
         S.confidence(r, source="test")
+    # a run with the running summaries but without the margin records: fine over the whole run, not windowed
+    summ = _summaries_of(P3, PRED3, MARGIN3, WEIGHT3, Y3)
+    only_sums = make_run({"p": P3.copy()}, Y3, summaries=summ)
+    np.testing.assert_allclose(S.aum(only_sums), EXPECTED3["aum"], rtol=1e-12)
+    with pytest.raises(ValueError, match="needs the per-example record 'margin'.*without an epoch window its "
+                                         "running summaries \\('margin_sum'\\)"):
+        S.aum(only_sums, first_k=2)
     with pytest.raises(ValueError, match="'aum' comes from the training pass only"):
         grlib.scores.find_label_issues(run3(), score="aum", source="eval")
 
@@ -465,9 +499,14 @@ def test_empty_runs_are_refused():
     with pytest.raises(ValueError, match="the run has no examples"):
         S.confidence(make_run({"p": np.zeros((2, 0))}, np.zeros(0, np.int64)))
     with pytest.raises(ValueError, match="the run recorded no epochs"):
-        S.confidence(make_run({"p": P3.copy()}, Y3, epochs_completed=0))
+        S.confidence(make_run({"p": np.zeros((0, 4))}, Y3))
     with pytest.raises(ValueError, match="the run recorded no epochs"):
-        grlib.scores.find_label_issues(make_run({}, Y3, epochs_completed=0))
+        grlib.scores.find_label_issues(make_run({}, Y3))
+    # an interrupted run: its only row is the unfinished epoch 1
+    partial = grlib.RunResult(config={}, y_given=Y3, records={"p": P3[:1].copy()}, epochs_completed=0,
+                              metadata={"partial_epoch": 1})
+    with pytest.raises(ValueError, match="the run recorded no epochs.*rows are of an unfinished epoch"):
+        S.confidence(partial)
     never = make_run({"p": np.full((2, 4), np.nan)}, Y3)
     with pytest.raises(ValueError, match="no example was seen"):
         grlib.scores.find_label_issues(never)
@@ -492,7 +531,7 @@ def test_bad_inputs_to_find_label_issues():
     r = run3()
     with pytest.raises(TypeError, match="result must be a grlib.RunResult or the folder"):
         grlib.scores.find_label_issues({"p": P3})
-    with pytest.raises(FileNotFoundError, match="no run.json"):
+    with pytest.raises(FileNotFoundError, match="no run folder at"):
         grlib.scores.find_label_issues("/nonexistent/run/folder")
     with pytest.raises(TypeError, match="return_all must be True or False"):
         grlib.scores.find_label_issues(r, return_all="yes")
