@@ -279,9 +279,10 @@ def _imports(path):
 
 
 def test_voila_command_and_busy_port(capsys):
-    cmd = cli.voila_command(NOTEBOOK, port=8899, python="/x/python")
+    port = cli.free_port()  # only written into the command line here; nothing listens on it
+    cmd = cli.voila_command(NOTEBOOK, port=port, python="/x/python")
     assert cmd[:4] == ["/x/python", "-m", "voila", str(NOTEBOOK)]
-    assert {"--no-browser", "--Voila.ip=127.0.0.1", "--port=8899", "--Voila.port_retries=0"} <= set(cmd)
+    assert {"--no-browser", "--Voila.ip=127.0.0.1", f"--port={port}", "--Voila.port_retries=0"} <= set(cmd)
     with pytest.raises(ValueError, match="port"):
         cli.voila_command(NOTEBOOK, port=70000)
     with socket.socket() as s:
