@@ -3,7 +3,8 @@
 Public names are re-exported here; see the submodules for details:
 :mod:`grlib.emphasis`, :mod:`grlib.losses`, :mod:`grlib.noise`, :mod:`grlib.data`,
 :mod:`grlib.models`, :mod:`grlib.config`, :mod:`grlib.train`, :mod:`grlib.results`,
-:mod:`grlib.metrics`, :mod:`grlib.io`.
+:mod:`grlib.metrics`, :mod:`grlib.io`, :mod:`grlib.recorder`, :mod:`grlib.loader`,
+:mod:`grlib.augment`, :mod:`grlib.scores`, :mod:`grlib.corruption`, :mod:`grlib.lightning` (needs lightning).
 """
 from importlib.metadata import PackageNotFoundError, version as _version
 
@@ -24,6 +25,7 @@ from .metrics import precision_at_rate, separation_auc, separation_table
 from .models import get_model, model_names, resolve_device
 from .noise import NoisyLabels, add_label_noise, pair_noise, symmetric_noise, transition_noise
 from .recorder import Recorder
+from .scores import SCORES, ThresholdSamples, find_label_issues, label_issues_frame, make_threshold_samples
 from .results import RECORD_FIELDS, RunLoadError, RunResult
 from .train import NonFiniteLossError, evaluate, predict_proba, prepare, train
 
@@ -36,4 +38,5 @@ __all__ = [
     "NoisyLabels", "add_label_noise", "pair_noise", "symmetric_noise", "transition_noise", "RunResult",
     "NonFiniteLossError", "evaluate", "predict_proba", "prepare", "train", "Recorder", "RECORD_FIELDS",
     "RunLoadError", "EqualBatchSampler", "IndexedDataset", "GRBatchWarning", "Augment", "augment_for",
+    "SCORES", "ThresholdSamples", "find_label_issues", "label_issues_frame", "make_threshold_samples",
 ]
