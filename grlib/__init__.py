@@ -15,6 +15,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 from .augment import Augment, augment_for
 from .config import RunConfig
+from .corruption import NoisyData, add_data_noise, add_outliers, corrupt_inputs
 from .data import DataNotAvailableError, Dataset, data_dir, dataset_names, fetch_fashion_mnist, load_dataset
 from .emphasis import (emphasis_curve, emphasis_mode, gce_emphasis, gr_emphasis, gr_mode, gr_score,
                        mae_emphasis, ce_emphasis, mse_emphasis, normalise_over_batch, normalise_over_p)
@@ -38,5 +39,5 @@ __all__ = [
     "NoisyLabels", "add_label_noise", "pair_noise", "symmetric_noise", "transition_noise", "RunResult",
     "NonFiniteLossError", "evaluate", "predict_proba", "prepare", "train", "Recorder", "RECORD_FIELDS",
     "RunLoadError", "EqualBatchSampler", "IndexedDataset", "GRBatchWarning", "Augment", "augment_for",
-    "SCORES", "ThresholdSamples", "find_label_issues", "label_issues_frame", "make_threshold_samples",
+    "NoisyData", "add_data_noise", "add_outliers", "corrupt_inputs", "SCORES", "ThresholdSamples", "find_label_issues", "label_issues_frame", "make_threshold_samples",
 ]

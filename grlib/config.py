@@ -57,6 +57,11 @@ class RunConfig:
     split_seed: int = 0              # seed of the train/val/test splits (fixed: one test set across seeds)
     noise: str = "symmetric"         # none | symmetric | pair
     noise_rate: float = 0.4          # probability a training label is corrupted, [0, 1)
+    outlier_fraction: float = 0.0    # share of training inputs replaced by out-of-distribution inputs (labels kept)
+    outlier_source: str = "auto"     # auto | fashion_mnist | digits | noise | gaussian (see grlib.corruption)
+    corruption_fraction: float = 0.0  # share of training inputs with heavy perceptual noise (labels kept)
+    corruption_kind: str = "mixed"   # gaussian | blur | occlusion | mixed
+    corruption_severity: float = 0.5  # (0, 1]
     loss: str = "gr"                 # ce | mae | mse | gce | sce | nce+rce | gr
     loss_params: dict = field(default_factory=lambda: dict(DEFAULT_GR_PARAMS))
     model: str = "mlp"               # mlp | cnn (or a user's model: train(model=...))
@@ -89,6 +94,17 @@ class RunConfig:
         check_int("split_seed", self.split_seed, low=0)
         check_choice("noise", self.noise, NOISE_KINDS)
         check_real("noise_rate", self.noise_rate, low=0.0, high=1.0, high_open=True)
+        from .corruption import CORRUPTION_KINDS, OUTLIER_SOURCES
+
+        check_real("outlier_fraction", self.outlier_fraction, low=0.0, high=1.0, high_open=True)
+        check_choice("outlier_source", self.outlier_source, OUTLIER_SOURCES)
+        check_real("corruption_fraction", self.corruption_fraction, low=0.0, high=1.0, high_open=True)
+        check_choice("corruption_kind", self.corruption_kind, CORRUPTION_KINDS)
+        check_real("corruption_severity", self.corruption_severity, low=0.0, high=1.0, low_open=True)
+        touched = (self.noise_rate if self.noise != "none" else 0.0) + self.outlier_fraction + self.corruption_fraction
+        if touched >= 1.0:
+            raise ValueError(f"noise_rate + outlier_fraction + corruption_fraction = {touched:g} must be below 1 "
+                             "(the three kinds are disjoint)")
         if not isinstance(self.loss_params, dict):
             raise TypeError(f"loss_params must be a dict, got {type(self.loss_params).__name__}")
         get_loss(self.loss, **self.loss_params)  # validates the name and the parameters

@@ -31,7 +31,7 @@ import pandas as pd
 
 from .io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
-__all__ = ["RunResult", "RECORD_FIELDS", "HISTORY_FIELDS", "RunLoadError", "FORMAT_VERSION"]
+__all__ = ["RunResult", "RECORD_FIELDS", "HISTORY_FIELDS", "RunLoadError", "FORMAT_VERSION", "KIND_NAMES"]
 
 FORMAT_VERSION = 2
 
@@ -59,6 +59,9 @@ _INT_FIELDS = ("pred", "eval_pred")
 #:                    ("mislabelled examples fitted": memorisation; needs the mask)
 #:   noisy_true_acc   share of mislabelled examples predicted as their true label
 #:   lr               learning rate used in the epoch
+#: Names of :attr:`RunResult.example_kind`'s codes.
+KIND_NAMES = ("clean", "mislabelled", "outlier", "corrupted")
+
 HISTORY_FIELDS = ("train_loss", "test_acc", "val_acc", "train_acc", "clean_acc", "noisy_fit", "noisy_true_acc", "lr")
 
 
@@ -107,6 +110,7 @@ class RunResult:
     record_epochs: np.ndarray | None = None
     summaries: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
+    masks: dict = field(default_factory=dict)   # other known kinds: {"is_outlier": bool [n], "is_corrupted": bool [n]}
 
     def __post_init__(self):
         if not isinstance(self.config, dict):
@@ -174,6 +178,13 @@ class RunResult:
             if self.epochs_completed < last_full_record:
                 raise ValueError(f"epochs_completed={self.epochs_completed} but records hold epoch {last_full_record}; "
                                  "leave epochs_completed out to infer it")
+        if not isinstance(self.masks, dict):
+            raise TypeError(f"masks must be a dict of boolean [n] arrays, got {type(self.masks).__name__}")
+        for k, m in list(self.masks.items()):
+            m = np.asarray(m)
+            if m.shape != (n,) or m.dtype != bool:
+                raise ValueError(f"mask {k!r} must be a boolean array of shape ({n},), got {m.dtype} {m.shape}")
+            self.masks[k] = m
         for k, s in list(self.summaries.items()):
             s = np.asarray(s)
             if s.shape != (n,):
@@ -191,6 +202,30 @@ class RunResult:
     def has_mask(self) -> bool:
         """Whether the mask of mislabelled examples is known (synthetic noise)."""
         return self.is_noisy is not None
+
+    @property
+    def example_kind(self) -> np.ndarray | None:
+        """Per example: 0 clean, 1 mislabelled, 2 outlier, 3 corrupted input (see :data:`KIND_NAMES`); None when
+        the noise mask is unknown."""
+        if self.is_noisy is None:
+            return None
+        kind = np.where(self.is_noisy, 1, 0).astype(np.int8)
+        if "is_outlier" in self.masks:
+            kind[self.masks["is_outlier"]] = 2
+        if "is_corrupted" in self.masks:
+            kind[self.masks["is_corrupted"]] = 3
+        return kind
+
+    def mask(self, name: str) -> np.ndarray:
+        """A boolean ``[n]`` mask by name: ``is_noisy``, ``is_outlier``, ``is_corrupted``, ``touched`` (any of them)."""
+        if name == "is_noisy" and self.is_noisy is not None:
+            return self.is_noisy
+        if name in self.masks:
+            return self.masks[name]
+        if name == "touched" and self.is_noisy is not None:
+            return self.example_kind != 0
+        known = (["is_noisy", "touched"] if self.is_noisy is not None else []) + sorted(self.masks)
+        raise KeyError(f"mask {name!r} is not known for this run; known: {known}")
 
     @property
     def partial_epoch(self) -> int | None:
@@ -264,6 +299,10 @@ class RunResult:
             cols["true"] = np.tile(self.y_true[idx], len(rows))
         if self.is_noisy is not None:
             cols["is_noisy"] = np.tile(self.is_noisy[idx], len(rows))
+        for k, m in self.masks.items():
+            cols[k] = np.tile(m[idx], len(rows))
+        if self.masks and self.is_noisy is not None:
+            cols["kind"] = np.tile(np.asarray(KIND_NAMES)[self.example_kind[idx]], len(rows))
         for f in fields:
             arr = self.records[f]
             cols[f] = np.concatenate([np.asarray(arr[r])[idx] for r in rows]) if rows else np.zeros(0, arr.dtype)
@@ -315,6 +354,7 @@ class RunResult:
             labels["y_true"] = self.y_true
         if self.is_noisy is not None:
             labels["is_noisy"] = self.is_noisy
+        labels.update({f"mask__{k}": m for k, m in self.masks.items()})
         _save_npz(folder / "labels.npz", labels)
         atomic_write_text(folder / "history.csv", self.history_frame().to_csv(index=False))
         if self.summaries:
@@ -509,7 +549,8 @@ def _load_v2(folder: Path, meta: dict, mmap: bool) -> RunResult:
                         history=_history_from_csv(folder / "history.csv"), records=records,
                         epochs_completed=meta.get("epochs_completed"), stopped=meta.get("stopped"),
                         model_inputs=meta.get("model_inputs") or {}, record_epochs=rec_epochs,
-                        summaries=summaries, metadata={**(meta.get("metadata") or {}), "_folder": str(folder)})
+                        summaries=summaries, metadata={**(meta.get("metadata") or {}), "_folder": str(folder)},
+                        masks={k.split("__", 1)[1]: v for k, v in labels.items() if k.startswith("mask__")})
     except (TypeError, ValueError) as exc:
         raise RunLoadError(f"run folder {str(folder)!r} is inconsistent: {exc}") from None
     return res

@@ -220,6 +220,29 @@ def _as_source(config: RunConfig, data, test_data, data_name) -> tuple[_Source, 
                     f"torch Dataset; got {type(data).__name__}")
 
 
+def _corrupt(config: RunConfig, src: _Source):
+    """Label noise plus outliers and corrupted inputs (grlib.corruption); replaces the source's training inputs."""
+    from .corruption import add_data_noise, input_scale
+
+    if src.x is None:
+        raise ValueError("outlier_fraction / corruption_fraction need in-memory data (a grlib data set, a "
+                         "grlib.Dataset or (X, y) arrays), not a torch Dataset; corrupt your inputs with "
+                         "grlib.corruption.add_data_noise first")
+    scale = None
+    if src.builtin:  # corrupt in pixel units, then standardise as load_dataset did
+        scale = input_scale(src.name, val_fraction=config.val_fraction, n_train=config.n_train,
+                            split_seed=config.split_seed)
+    nd = add_data_noise(src.x, src.y_true, src.num_classes, noise=config.noise, noise_rate=config.noise_rate,
+                        outlier_fraction=config.outlier_fraction, outlier_source=config.outlier_source,
+                        corruption_fraction=config.corruption_fraction, corruption_kind=config.corruption_kind,
+                        severity=config.corruption_severity, image_shape=src.image_shape, scale=scale,
+                        dataset=src.name if src.builtin else None, seed=config.seed)
+    src.x = np.ascontiguousarray(nd.x, dtype=np.float32)
+    noisy = NoisyLabels(labels=nd.labels, true_labels=nd.true_labels, is_noisy=nd.is_noisy,
+                        transition=nd.label_noise.transition, kind=nd.label_noise.kind, rate=nd.label_noise.rate)
+    return noisy, {"is_outlier": nd.is_outlier, "is_corrupted": nd.is_corrupted}
+
+
 def _build_model(config: RunConfig, model, src: _Source):
     if model is None:
         if config.model not in ("mlp", "cnn"):
@@ -431,7 +454,11 @@ def train(config: RunConfig | None = None, *, data=None, noisy: NoisyLabels | No
     src, _ = _as_source(config, data, test_data, data_name)
     if src.name != config.dataset:
         config = config.replace(dataset=src.name)
-    if noisy is None:
+    extra_masks = {}
+    if noisy is None and (config.outlier_fraction > 0 or config.corruption_fraction > 0):
+        noisy, extra_masks = _corrupt(config, src)
+        mask_known = True
+    elif noisy is None:
         if not src.builtin and config.noise != "none":
             warnings.warn(f"train(): adding {config.noise} synthetic label noise at rate {config.noise_rate:g} to "
                           "your data (the config's setting); pass noise='none' to train on your labels as they are",
@@ -617,6 +644,10 @@ def train(config: RunConfig | None = None, *, data=None, noisy: NoisyLabels | No
                         seconds=round(time.perf_counter() - t_start, 3))
     if result.model is None:
         result.model = net
+    if extra_masks:
+        result.masks.update(extra_masks)
+        if record_path is not None:
+            result.save(record_path)
     if failure is not None and on_nonfinite == "raise":
         raise NonFiniteLossError(msg, epoch=failure[0], step=failure[1], result=result)
     return result

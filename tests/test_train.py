@@ -351,3 +351,23 @@ def test_step_guard_skips_the_update_and_the_optimizer_state_on_the_device(make)
     for a, b in zip(before[0] + before[1], after[0] + after[1]):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert guard.has_failed() and int(guard.after.item()) == 2
+
+
+def test_outliers_and_corrupted_inputs_flow_through_train_and_save(tmp_path):
+    """Issue 14: the kinds are disjoint, kept as masks on the run, saved, and usable by any separation metric."""
+    r = train(epochs=2, n_train=400, noise_rate=0.2, outlier_fraction=0.1, corruption_fraction=0.05,
+              outlier_source="noise", progress=False)
+    counts = np.bincount(r.example_kind, minlength=4)
+    assert counts[2] == 40 and counts[3] == 20 and counts[1] == r.is_noisy.sum()
+    assert not (r.mask("is_outlier") & r.is_noisy).any() and not (r.mask("is_corrupted") & r.mask("is_outlier")).any()
+    frame = r.to_frame(epochs=[2])
+    assert set(frame["kind"]) == {"clean", "mislabelled", "outlier", "corrupted"}
+    q = grlib.RunResult.load(r.save(tmp_path / "kinds"))
+    np.testing.assert_array_equal(q.example_kind, r.example_kind)
+    auc = separation_auc(r.record("eval_p", -1), r.mask("is_outlier"))
+    assert 0.0 <= auc <= 1.0
+    with pytest.raises(KeyError, match=r"mask 'is_blurred' is not known for this run; known: \['is_noisy', "
+                                       r"'touched', 'is_corrupted', 'is_outlier'\]"):
+        r.mask("is_blurred")
+    with pytest.raises(ValueError, match=r"noise_rate \+ outlier_fraction \+ corruption_fraction = 1.1 must be below 1"):
+        RunConfig(noise_rate=0.5, outlier_fraction=0.3, corruption_fraction=0.3)
