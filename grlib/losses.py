@@ -18,10 +18,14 @@ For GR the per-example value is ``B * w_i * c_i * s / 2 * m_i`` (see
 :class:`GRLoss`), so that ``"mean"`` is the paper's objective: the logit
 gradient magnitudes ``||dL/dz_i||_1 = w_i * c_i * s`` sum to ``s`` (1 by
 default) over the batch, whatever the batch size.  ``"sum"`` is ``B`` times
-that.
+that.  With ``GRLoss(normalize="global")`` under DistributedDataParallel, and
+inside :meth:`GRLoss.accumulate`, "the batch" is the whole batch (every rank's
+shard, every micro-batch) and the reductions are scaled so that the gradient
+DDP averages (and accumulates) is that of the whole batch (see :class:`GRLoss`).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from dataclasses import dataclass
@@ -31,11 +35,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_choice, check_real
+from .distributed import GRNormalizer, gather_statistics, merge_statistics, process_group_size, score_statistics
 from .emphasis import check_gr_params, check_q
 
 __all__ = [
     "LossOutput", "EmphasisLoss", "CELoss", "MAELoss", "MSELoss", "GCELoss", "SCELoss", "NCERCELoss",
     "GRLoss", "LOSSES", "get_loss", "loss_names", "check_logits_targets", "REDUCTIONS", "GRBatchWarning",
+    "GR_NORMALIZE",
 ]
 
 
@@ -436,6 +442,8 @@ class NCERCELoss(_TwoTermLoss):
 
 
 GR_SCALES = ("unit", "ce")
+#: What GR's weights are normalised over: the batch the loss is given, or the global batch of every rank.
+GR_NORMALIZE = ("batch", "global")
 
 
 class GRLoss(EmphasisLoss):
@@ -466,8 +474,40 @@ class GRLoss(EmphasisLoss):
     given, nothing else: a batch much smaller than the others (a short last
     batch of a ``DataLoader``) gives each of its examples a much larger
     weight, and this loss warns once (:class:`GRBatchWarning`); use
-    ``drop_last=True`` or :class:`grlib.EqualBatchSampler`.  Under data
-    parallelism each process normalises over its own shard.
+    ``drop_last=True`` or :class:`grlib.EqualBatchSampler`.
+
+    **Several processes** (``DistributedDataParallel``).  With the default
+    ``normalize="batch"`` each process normalises over its own shard: the
+    weights are relative to the shard only (noisier than the paper's weights
+    for the global batch).  ``normalize="global"`` normalises over the
+    concatenation of every rank's shard: per call, one ``all_gather`` of four
+    numbers per rank (the shard's largest score, its sum of exponentials, its
+    size and its sum of ``1 - p``; detached, see :mod:`grlib.distributed`).
+    ``B`` above is then the global batch size, ``details().weight`` sums to 1
+    over the global batch, ``scale="ce"`` uses the global batch mean, the
+    per-example values equal those a single process computes on the
+    concatenated batch, and the reductions are scaled for DDP, which averages
+    the ranks' gradients:
+
+    * ``"mean"``: each rank returns ``world_size / B * sum of its values``; the
+      ranks' mean is the mean over the global batch, and the gradient DDP
+      averages is exactly the single-process gradient of the concatenated
+      batch, for any split (equal or not).
+    * ``"sum"``: each rank returns ``world_size * sum of its values``; the
+      ranks' mean is the sum over the global batch.
+    * ``"none"``: the values; reduce them with :meth:`reduce` (which applies
+      the scaling above).  ``values.mean()`` on each rank is exact only when
+      every rank has the same number of examples.
+
+    In this mode every call is a collective: every rank of ``group`` must call
+    the loss (``forward``, ``details`` or ``unchecked``) the same number of times
+    in the same order, as DDP's forward requires.  Without an initialised
+    process group, or with a single process, ``"global"`` is exactly
+    ``"batch"``.  The short-batch warning then looks at the global batch.
+
+    **Gradient accumulation.** Each call normalises over the micro-batch it
+    gets; to normalise over the whole accumulated batch, run the micro-batches
+    inside :meth:`accumulate` (or :meth:`normalize_over`).
 
     Parameters
     ----------
@@ -492,12 +532,20 @@ class GRLoss(EmphasisLoss):
         magnitudes sum to 1.  ``"ce"``: they sum to the batch mean of ``2 (1 -
         p_i)``, the total that mean-reduced CE gives the same batch, so GR and
         CE can be compared at one learning rate.  A number multiplies "unit".
+    normalize : "batch" or "global"
+        ``"batch"`` (default): over the batch given to this process.
+        ``"global"``: over every rank's batch when ``torch.distributed`` is
+        initialised (see above).
+    group : torch.distributed.ProcessGroup, optional
+        With ``normalize="global"``: the group to normalise over, the one
+        whose gradients DDP averages (DDP's ``process_group``); default: the
+        default group.
     """
 
     name = "gr"
 
     def __init__(self, *, lam: float = 1.0, beta: float = 12.0, cap: float = 1e-3, scale="unit",
-                 reduction: str = "mean"):
+                 normalize: str = "batch", group=None, reduction: str = "mean"):
         super().__init__(reduction=reduction)
         self._largest_batch = 0
         self._warned_small_batch = False
@@ -508,14 +556,48 @@ class GRLoss(EmphasisLoss):
         else:
             scale = check_real("scale", scale, low=0.0, low_open=True)
         self.scale = scale
+        self.normalize = check_choice("normalize", normalize, GR_NORMALIZE)
+        if group is not None:
+            if normalize != "global":
+                raise ValueError(f"group={group!r} is only used with normalize='global' (got normalize={normalize!r})")
+            import torch.distributed as dist
+
+            if not (dist.is_available() and isinstance(group, dist.ProcessGroup)):
+                raise TypeError(f"group must be a torch.distributed.ProcessGroup (or None for the default group), "
+                                f"got {type(group).__name__}")
+        self.group = group
+        self._fixed = None          # the GRNormalizer of an accumulate()/normalize_over() block
+        self._block_expected = 0    # examples (this rank) of the block's statistics pass
+        self._block_seen = 0        # examples (this rank) given to the loss inside the block
+        self._pending_count = None  # (pinned host tensor, CUDA event): a global batch size on its way to the host
 
     def params(self):
-        return {"lam": self.lam, "beta": self.beta, "cap": self.cap, "scale": self.scale}
+        out = {"lam": self.lam, "beta": self.beta, "cap": self.cap, "scale": self.scale}
+        if self.normalize != "batch":
+            out["normalize"] = self.normalize
+        return out
+
+    def _normalizer(self):
+        """None (normalise over the batch given) or the GRNormalizer of this call."""
+        if self._fixed is not None:
+            return self._fixed
+        if self.normalize == "batch":
+            return None
+        world, _ = process_group_size(self.group)
+        return GRNormalizer(group=self.group, world=world) if world > 1 else None
 
     def _forward(self, logits, targets):
-        self._check_batch_size(logits.shape[0])
+        norm = None if (self._fixed is None and self.normalize == "batch") else self._normalizer()
+        if norm is None:
+            self._check_batch_size(logits.shape[0])
         scale = self.scale if not isinstance(self.scale, str) else (1.0 if self.scale == "unit" else -1.0)
-        return _GRSurrogate.apply(logits, targets, self.lam, self.beta, self.cap, scale)
+        outs = _GRSurrogate.apply(logits, targets, self.lam, self.beta, self.cap, scale, norm)
+        if norm is not None:
+            if norm is self._fixed:
+                self._block_seen += logits.shape[0]
+            else:
+                self._check_global_batch(norm.count)
+        return outs, norm
 
     def _check_batch_size(self, b: int) -> None:
         """Warn once when a batch is much smaller than the largest seen (the short-last-batch trap)."""
@@ -523,26 +605,203 @@ class GRLoss(EmphasisLoss):
             self._largest_batch = b
         elif 2 * b <= self._largest_batch and not self._warned_small_batch:
             self._warned_small_batch = True
+            where = ("" if self.normalize == "batch" else
+                     " (the global batch: every rank's examples)")
             warnings.warn(
-                f"GRLoss got a batch of {b} examples after batches of {self._largest_batch}. GR's weights are "
+                f"GRLoss got a batch of {b} examples{where} after batches of {self._largest_batch}. GR's weights are "
                 f"normalised over the batch it is given, so each example of this batch gets about "
                 f"{self._largest_batch / b:.0f}x the weight of an example in a full batch (the short-last-batch "
                 "trap). Use DataLoader(..., drop_last=True), or near-equal batches: "
                 "DataLoader(ds, batch_sampler=grlib.EqualBatchSampler(len(ds), batch_size, seed=...)). "
                 "This warning is shown once per loss object.", GRBatchWarning, stacklevel=4)
 
+    def _check_global_batch(self, count: torch.Tensor) -> None:
+        """The short-batch check on a global batch size held in a 0-d tensor, without a host sync on a GPU.
+
+        The size comes with the statistics' collective.  On the CPU it is read
+        at once; on a GPU it is copied to pinned host memory without blocking
+        and checked at the next call, once the copy has landed.
+        """
+        if self._warned_small_batch:
+            return
+        if count.device.type == "cpu":
+            self._check_batch_size(int(count.item()))
+            return
+        pending = self._pending_count
+        if pending is not None and pending[1].query():
+            self._pending_count = None
+            self._check_batch_size(int(pending[0].item()))
+        if self._pending_count is None and count.device.type == "cuda":
+            host = torch.empty((), dtype=count.dtype, pin_memory=True)
+            host.copy_(count, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            self._pending_count = (host, event)
+
+    def _reduce_gr(self, values: torch.Tensor, norm) -> torch.Tensor:
+        """The reduction; scaled for the whole batch when the weights were normalised beyond this call's batch."""
+        if norm is None or self.reduction == "none":
+            return self._reduce(values)
+        if self.reduction == "mean":
+            return values.sum() * (norm.world / norm.count.to(values.dtype))
+        return values.sum() * norm.world
+
+    def reduce(self, values: torch.Tensor) -> torch.Tensor:
+        """Apply the reduction to per-example values from :meth:`details` (scaled as :meth:`forward` scales it)."""
+        return self._reduce_gr(values, values.__dict__.get("_grlib_norm"))
+
     def forward(self, logits, targets):
         targets, bad = _validated(logits, targets)
-        return self._reduce(_poison(self._forward(logits, targets)[0], bad))
+        outs, norm = self._forward(logits, targets)
+        return self._reduce_gr(_poison(outs[0], bad), norm)
 
     def unchecked(self, logits, targets):
-        return self._reduce(self._forward(logits, targets)[0])
+        outs, norm = self._forward(logits, targets)
+        return self._reduce_gr(outs[0], norm)
 
     def details(self, logits, targets, *, validate: bool = True) -> LossOutput:
         targets, bad = _validated(logits, targets) if validate else (targets, None)
-        values, logp_y, score, w, coef = self._forward(logits, targets)
-        return LossOutput(values=_poison(values, bad), p=torch.exp(logp_y), magnitude=2.0 * coef, log_emphasis=score,
-                          weight=w)
+        (values, logp_y, score, w, coef), norm = self._forward(logits, targets)
+        values = _poison(values, bad)
+        if norm is not None:  # for reduce(out.values): the whole batch's size and the world size
+            values._grlib_norm = _NormInfo(norm.world, norm.count)
+        return LossOutput(values=values, p=torch.exp(logp_y), magnitude=2.0 * coef, log_emphasis=score, weight=w)
+
+    # -- gradient accumulation ------------------------------------------------------------------------------
+    def accumulate(self, model, inputs, targets, *, replay_rng: bool = True):
+        """A ``with`` block in which GR normalises over every micro-batch of an accumulated batch.
+
+        ::
+
+            xs, ys = x.chunk(4), y.chunk(4)                  # one batch in 4 micro-batches
+            with loss_fn.accumulate(model, xs, ys):          # no-grad pass over all of them first
+                for xm, ym in zip(xs, ys):
+                    loss_fn(model(xm), ym).backward()       # NOT divided by the number of micro-batches
+            opt.step(); opt.zero_grad()
+
+        The block first runs ``model(x)`` on every micro-batch without
+        gradients and computes the statistics of their GR scores (with
+        ``normalize="global"`` under DDP: over every rank's micro-batches, one
+        collective per accumulated batch instead of one per call).  Inside
+        the block every call of this loss normalises with them: the weights
+        (``details().weight``) sum to 1 over the whole accumulated batch, and
+        the reductions are scaled so that the gradients accumulated over the
+        micro-batches (and averaged by DDP) are exactly the gradient of the
+        whole batch (float64: equal to ~1e-12).  So do not divide the loss by
+        the number of micro-batches.  Under DDP, wrap all but the last
+        micro-batch's backward in ``model.no_sync()`` as usual.
+
+        Exactness needs the second forward of each micro-batch to give the
+        logits of the first: the block saves and restores the model's buffers
+        (BatchNorm statistics are updated once) and, with ``replay_rng=True``,
+        the random state (CPU and the current CUDA device), so dropout draws
+        the same masks, provided the loop draws no other random numbers
+        between the forwards.  The price is one extra forward pass (no
+        backward) per micro-batch.  If the logits are at hand already, use
+        :meth:`normalize_over`.
+
+        Parameters
+        ----------
+        model : callable
+            ``model(x) -> logits [B_k, C]`` (an ``nn.Module``, DDP-wrapped or not).
+        inputs : sequence
+            The micro-batches' inputs, each passed as ``model(x)``.
+        targets : sequence of [B_k] int tensors
+            The micro-batches' labels, in the same order.
+        replay_rng : bool
+            Restore the random state after the statistics pass (see above).
+        """
+        if not callable(model):
+            raise TypeError(f"model must be callable (x -> logits), got {type(model).__name__}")
+        inputs, targets = list(inputs), list(targets)
+        if len(inputs) != len(targets) or not inputs:
+            raise ValueError(f"inputs and targets must be non-empty sequences of the same length (one entry per "
+                             f"micro-batch), got {len(inputs)} inputs and {len(targets)} targets")
+        buffers = list(model.buffers()) if isinstance(model, nn.Module) else []
+        saved = [b.detach().clone() for b in buffers]
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=devices, enabled=bool(replay_rng)):
+                logits = [model(x) for x in inputs]
+        finally:
+            with torch.no_grad():
+                for b, v in zip(buffers, saved):
+                    b.copy_(v)
+        return self.normalize_over(logits, targets)
+
+    def normalize_over(self, logits, targets):
+        """A ``with`` block in which GR normalises with the statistics of these batches (logits at hand).
+
+        ``logits``: a sequence of ``[B_k, C]`` tensors (detached or not; no
+        gradient is taken); ``targets``: the matching ``[B_k]`` labels.  The
+        loss calls inside the block must be given the same examples (in any
+        grouping); see :meth:`accumulate`, which computes the logits itself.
+        With ``normalize="global"`` under DDP this is a collective (every rank
+        enters its block).  Blocks do not nest.
+        """
+        logits, targets = list(logits), list(targets)
+        if len(logits) != len(targets) or not logits:
+            raise ValueError(f"logits and targets must be non-empty sequences of the same length (one entry per "
+                             f"micro-batch), got {len(logits)} logits and {len(targets)} targets")
+        if self._fixed is not None:
+            raise RuntimeError("GRLoss.accumulate()/normalize_over() blocks do not nest")
+        parts = []
+        with torch.no_grad():
+            for z, t in zip(logits, targets):
+                t = check_logits_targets(z, t)
+                score, log1mp = _gr_score(z.detach(), t, self.lam, self.beta)[4:]
+                parts.append(score_statistics(score, torch.exp(log1mp)))
+            dt = parts[0].dtype
+            local = merge_statistics(torch.stack([p.to(dt) for p in parts]))
+            world = 1
+            stats = local
+            if self.normalize == "global":
+                world, _ = process_group_size(self.group)
+                if world > 1:
+                    stats = gather_statistics(local, self.group)
+        return self._block(GRNormalizer(world=world, fixed=stats), sum(int(z.shape[0]) for z in logits))
+
+    @contextlib.contextmanager
+    def _block(self, norm, expected: int):
+        self._check_global_batch(norm.fixed[2])
+        self._fixed, self._block_expected, self._block_seen = norm, expected, 0
+        try:
+            yield
+        finally:
+            self._fixed = None
+        if self._block_seen != expected:
+            warnings.warn(f"GRLoss.accumulate()/normalize_over(): the loss was given {self._block_seen} examples inside "
+                          f"the block but its statistics came from {expected}; the weights do not sum to 1 over what "
+                          "was trained (give the loss exactly the micro-batches of the statistics pass, once each)",
+                          RuntimeWarning, stacklevel=3)
+
+
+class _NormInfo:
+    """What :meth:`GRLoss.reduce` needs of a call normalised beyond its batch (attached to ``details().values``)."""
+
+    __slots__ = ("world", "count")
+
+    def __init__(self, world: int, count: torch.Tensor):
+        self.world = world
+        self.count = count
+
+
+def _gr_score(z: torch.Tensor, targets: torch.Tensor, lam: float, beta: float):
+    """GR's per-example quantities from detached logits, in log space.
+
+    Returns ``(others, lse_other, z_y, logp_y, score, log1mp)``: the logits with
+    the labelled class masked, logsumexp over the other classes, the labelled
+    logit, ``log p_y``, the score ``beta p^lam (1 - p)`` and ``log(1 - p_y)``.
+    """
+    idx = targets[:, None]
+    lse = torch.logsumexp(z, dim=1)
+    z_y = z.gather(1, idx).squeeze(1)
+    others = z.scatter(1, idx, float("-inf"))
+    lse_other = torch.logsumexp(others, dim=1)
+    logp_y = z_y - lse
+    log1mp = lse_other - lse
+    score = beta * torch.exp(lam * logp_y + log1mp)
+    return others, lse_other, z_y, logp_y, score, log1mp
 
 
 class _GRSurrogate(torch.autograd.Function):
@@ -556,6 +815,11 @@ class _GRSurrogate(torch.autograd.Function):
         c      = min(1, 2 (1 - p_y) / cap)
         coef   = B * w * c * s / 2,   values = coef * m
 
+    With a normaliser (``norm``, see :class:`grlib.distributed.GRNormalizer`)
+    the softmax's maximum and sum, ``B`` and the batch mean of ``2 (1 - p)``
+    (``scale="ce"``) come from the whole batch (every rank's, or every
+    micro-batch's) instead of this one: ``w = exp(score - M) / S``.
+
     Backward: ``dvalues_i/dz_i = coef_i * (q_i - onehot(y_i))`` where ``q`` is
     the softmax over the classes other than ``y`` (``w``, ``c``, ``s`` are
     constants, as the method prescribes).  ``scale < 0`` means "ce".
@@ -563,21 +827,21 @@ class _GRSurrogate(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits, targets, lam, beta, cap, scale):
-        z = logits.detach()
-        idx = targets[:, None]
-        lse = torch.logsumexp(z, dim=1)
-        z_y = z.gather(1, idx).squeeze(1)
-        others = z.scatter(1, idx, float("-inf"))
-        lse_other = torch.logsumexp(others, dim=1)
-        logp_y = z_y - lse
-        log1mp = lse_other - lse
-        score = beta * torch.exp(lam * logp_y + log1mp)
-        w = torch.softmax(score, dim=0)
-        omp = torch.exp(log1mp)
-        c = torch.clamp(omp * (2.0 / cap), max=1.0)
-        s = (2.0 * omp).mean() if scale < 0 else scale
-        coef = w * c * (s * 0.5 * w.numel())
+    def forward(ctx, logits, targets, lam, beta, cap, scale, norm):
+        others, lse_other, z_y, logp_y, score, log1mp = _gr_score(logits.detach(), targets, lam, beta)
+        if norm is None:
+            w = torch.softmax(score, dim=0)
+            omp = torch.exp(log1mp)
+            c = torch.clamp(omp * (2.0 / cap), max=1.0)
+            s = (2.0 * omp).mean() if scale < 0 else scale
+            coef = w * c * (s * 0.5 * w.numel())
+        else:
+            omp = torch.exp(log1mp)
+            m, total, n, sum_omp = norm(score, omp)
+            w = (torch.exp(score.to(m.dtype) - m) / total).to(score.dtype)
+            c = torch.clamp(omp * (2.0 / cap), max=1.0)
+            s = (2.0 * sum_omp / n).to(score.dtype) if scale < 0 else scale
+            coef = w * c * (s * 0.5 * n.to(score.dtype))
         values = coef * (lse_other - z_y)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(others, lse_other, coef, targets)
@@ -587,11 +851,11 @@ class _GRSurrogate(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_values, *unused):
         if grad_values is None:
-            return None, None, None, None, None, None
+            return None, None, None, None, None, None, None
         others, lse_other, coef, targets = ctx.saved_tensors
         q = torch.exp(others - lse_other[:, None])          # 0 at the labelled class
         direction = q.scatter(1, targets[:, None], -1.0)    # (p - onehot) / (1 - p_y), division-free
-        return direction * (grad_values * coef)[:, None], None, None, None, None, None
+        return direction * (grad_values * coef)[:, None], None, None, None, None, None, None
 
 
 LOSSES: dict[str, type[EmphasisLoss]] = {

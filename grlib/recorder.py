@@ -43,6 +43,22 @@ memory stays bounded for any run length), a ``progress.json`` replaced
 atomically after each epoch (the folder is readable by
 :meth:`grlib.RunResult.load` while training goes on and after a crash), and
 ``run.json`` written by :meth:`result`.
+
+Several processes (``DistributedDataParallel``, ``torchrun``): create the
+Recorder on **every** rank with ``distributed=True`` and the same ``path``;
+each rank calls :meth:`update` with the global indices of the examples it
+sees.  :meth:`end_epoch` merges the epoch across ranks (two collectives per
+epoch, on the buffers' device: a MAX over ``3n`` integers and a SUM over
+``10n`` floats; nothing on the per-batch hot path), so every rank holds the
+whole epoch, the running summaries (forgetting included) are computed from the
+merged epoch exactly as one process would compute them, and rank 0 alone
+writes the folder: one ordinary run folder, readable while training goes on.
+An example seen by several ranks in one epoch (``DistributedSampler`` pads
+each epoch with repeats of the first examples of its order, so that every
+rank gets as many) keeps the value of the **lowest rank** that saw it: for
+``DistributedSampler`` that is the example's first occurrence in the epoch's
+order (the repeats always land on higher ranks).  :meth:`end_epoch` and
+:meth:`result` are then collective calls (every rank calls them, in step).
 """
 from __future__ import annotations
 
@@ -57,6 +73,7 @@ import numpy as np
 import torch
 
 from ._checks import check_choice, check_int
+from .distributed import collective_device, process_group_size
 from .io import atomic_write_json, atomic_write_text
 from .loader import as_index_tensor
 from .storage import NpyRows
@@ -112,10 +129,20 @@ class Recorder:
         Saved with the run (e.g. ``{"data_name": ..., "model": ...}``).
     sync_writes : bool
         ``fsync`` each epoch's rows before the progress file says they exist.
+    distributed : bool
+        Merge the records of every rank of ``group`` (see the module
+        docstring): create the Recorder on every rank with the same
+        arguments.  Without an initialised process group (or with one
+        process) it changes nothing.  Left False in a process group of
+        several ranks, each Recorder keeps only the examples its own rank
+        sees (a warning says so).
+    group : torch.distributed.ProcessGroup, optional
+        The ranks to merge over (default: the default group).
     """
 
     def __init__(self, n_examples: int, path=None, *, fields=None, dtype: str = "float32", every: int = 1,
-                 overwrite: bool = False, metadata: dict | None = None, sync_writes: bool = False):
+                 overwrite: bool = False, metadata: dict | None = None, sync_writes: bool = False,
+                 distributed: bool = False, group=None):
         if isinstance(n_examples, bool) or not isinstance(n_examples, Integral) or int(n_examples) < 1:
             raise ValueError(f"n_examples={n_examples!r} must be a positive integer (the size of the training set)")
         self.n = int(n_examples)
@@ -133,9 +160,24 @@ class Recorder:
             raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
         self.metadata = dict(metadata or {})
         self.sync_writes = bool(sync_writes)
+        if not isinstance(distributed, bool):
+            raise TypeError(f"distributed must be True or False, got {distributed!r}")
+        self.group = group
+        world, rank = process_group_size(group)
+        if distributed:
+            self.world, self.rank = world, rank
+        else:
+            self.world, self.rank = 1, 0
+            if world > 1:
+                warnings.warn(f"Recorder(distributed=False) in a process group of {world} ranks: this Recorder keeps "
+                              f"only the examples rank {rank} sees. Pass distributed=True (on every rank, same "
+                              "arguments) to merge every rank's examples into one run.", RuntimeWarning, stacklevel=2)
         self.path = None if path is None else Path(path)
         if self.path is not None:
-            _prepare_folder(self.path, overwrite)
+            if self.world > 1:
+                self._prepare_shared(overwrite)
+            else:
+                _prepare_folder(self.path, overwrite)
 
         self.epoch = 0                       # completed epochs
         self.record_epochs: list[int] = []   # epochs whose rows were kept
@@ -169,8 +211,11 @@ class Recorder:
 
     # -- the hot path -------------------------------------------------------------------------
     def _init_buffers(self, logits: torch.Tensor) -> None:
-        self.device = logits.device
+        self._alloc(logits.device)
         self.num_classes = int(logits.shape[1])
+
+    def _alloc(self, device) -> None:
+        self.device = torch.device(device)
         self._buf = torch.full((self.n + 1, len(_COLS)), float("nan"), device=self.device)
         self._ebuf = torch.full((self.n + 1, len(EVAL_FIELDS)), float("nan"), device=self.device)
         self._given = torch.full((self.n + 1,), -1, dtype=torch.long, device=self.device)
@@ -187,6 +232,8 @@ class Recorder:
             raise ValueError(f"logits must have at least 2 classes, got shape {tuple(logits.shape)}")
         if self._buf is None:
             self._init_buffers(logits)
+        elif self.num_classes is None:  # buffers made by a merge before this rank saw a batch
+            self.num_classes = int(logits.shape[1])
         elif logits.shape[1] != self.num_classes:
             raise ValueError(f"logits have {logits.shape[1]} classes but earlier batches had {self.num_classes}")
         elif logits.device != self.device:
@@ -333,6 +380,8 @@ class Recorder:
             if k in ("epoch", "partial"):
                 raise ValueError(f"history name {k!r} is reserved")
         ehost = None
+        if self.world > 1:
+            self._merge_epoch()
         if self._buf is None:  # nothing seen at all
             host = None
             seen = np.zeros(self.n, bool)
@@ -350,7 +399,8 @@ class Recorder:
             seen = np.isfinite(raw[:, _C["pred"]])
             self._given_host[seen] = given[seen]
             host = _derive(raw, given)
-            self._update_summaries(host, seen)
+            if not partial:  # summaries cover finished epochs only (an interrupted one is kept as rows)
+                self._update_summaries(host, seen)
         self._unseen.append(int(self.n - seen.sum()))
         for k, v in history.items():
             self._history.setdefault(k, [])
@@ -426,7 +476,7 @@ class Recorder:
             while len(rows) < prior:
                 rows.append(np.full(self.n, fill, dtype))
             rows.append(row)
-        else:
+        elif self.rank == 0:  # several ranks: rank 0 writes the merged rows
             fh = self._files.get(f)
             if fh is None:
                 fh = self._files[f] = NpyRows.create(self.path / "records" / f"{f}.npy", dtype, self.n)
@@ -457,7 +507,7 @@ class Recorder:
                 "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
     def _write_progress(self, status: str) -> None:
-        if self.path is None:
+        if self.path is None or self.rank != 0:
             return
         if self.epoch or self.partial_epoch:
             _atomic_save_npy(self.path / "labels_given.npy", self._given_host.astype(np.int32))
@@ -475,6 +525,13 @@ class Recorder:
         ``data_name="my-scans"``).  With ``path``, the run is also saved
         there (``run.json`` written last) and the result reads its records
         memory-mapped.
+
+        With ``distributed=True`` in a process group this is a collective:
+        rank 0 saves the merged run (its own ``history`` values and metadata
+        are the ones saved), and every rank returns it loaded from ``path``
+        (None, with a warning, on a rank that cannot see the folder: several
+        machines need a shared file system).  Without ``path`` every rank
+        returns the merged records from memory.
         """
         from .results import RunResult
 
@@ -487,6 +544,20 @@ class Recorder:
         meta = {**self.metadata, **metadata, "unseen_per_epoch": list(self._unseen)}
         if self.partial_epoch is not None:
             meta["partial_epoch"] = self.partial_epoch
+        if self.path is not None and self.world > 1:
+            return self._shared_result(dict(y_true=y_true, is_noisy=is_noisy, model=model, model_inputs=model_inputs,
+                                            config=config, stopped=stopped, meta=meta))
+        res = self._build_result(y_true=y_true, is_noisy=is_noisy, model=model, model_inputs=model_inputs,
+                                 config=config, stopped=stopped, meta=meta)
+        if self.path is not None:
+            self._write_progress(status="finished")
+            res.save(self.path)
+            return RunResult.load(self.path)
+        return res
+
+    def _build_result(self, *, y_true, is_noisy, model, model_inputs, config, stopped, meta):
+        from .results import RunResult
+
         if self.path is None:
             records = {f: np.stack(rows) for f, rows in self._rows.items()}
             for f, arr in records.items():  # fields that started late were padded on append
@@ -496,16 +567,98 @@ class Recorder:
             from .storage import load_rows
 
             records = {f: load_rows(fh.path, fh.rows) for f, fh in self._files.items()}
-        res = RunResult(config=dict(config or {}), y_given=self._given_host.copy(), y_true=y_true, is_noisy=is_noisy,
-                        num_classes=self.num_classes, history=self.history(), records=records,
-                        epochs_completed=self.epoch, stopped=stopped, model=model, model_inputs=dict(model_inputs or {}),
-                        record_epochs=np.asarray(self.record_epochs, np.int64),
-                        summaries={k: v.copy() for k, v in self.summaries.items()}, metadata=meta)
-        if self.path is not None:
-            self._write_progress(status="finished")
-            res.save(self.path)
-            return RunResult.load(self.path)
-        return res
+        return RunResult(config=dict(config or {}), y_given=self._given_host.copy(), y_true=y_true, is_noisy=is_noisy,
+                         num_classes=self.num_classes, history=self.history(), records=records,
+                         epochs_completed=self.epoch, stopped=stopped, model=model,
+                         model_inputs=dict(model_inputs or {}), record_epochs=np.asarray(self.record_epochs, np.int64),
+                         summaries={k: v.copy() for k, v in self.summaries.items()}, metadata=meta)
+
+    # -- several ranks ------------------------------------------------------------------------
+    def _any_rank(self, flag: bool) -> bool:
+        """Whether ``flag`` is set on any rank (a collective: also a barrier)."""
+        import torch.distributed as dist
+
+        t = torch.tensor([int(bool(flag))], dtype=torch.int32, device=collective_device(self.group))
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.group)
+        return bool(t.item())
+
+    def _prepare_shared(self, overwrite: bool) -> None:
+        """Rank 0 prepares the folder; every rank raises if it could not (no rank is left waiting)."""
+        err = None
+        if self.rank == 0:
+            try:
+                _prepare_folder(self.path, overwrite)
+            except (OSError, ValueError) as exc:
+                err = exc
+        if self._any_rank(err is not None):
+            if err is not None:
+                raise err
+            raise RuntimeError(f"rank 0 could not prepare the Recorder folder path={str(self.path)!r} (see rank 0's "
+                               "error)")
+
+    def _shared_result(self, kw: dict):
+        """Rank 0 saves the merged run; every rank then returns it, loaded (memory-mapped) from ``path``."""
+        from .results import RunResult
+
+        err = None
+        if self.rank == 0:
+            try:
+                res = self._build_result(**kw)
+                self._write_progress(status="finished")
+                res.save(self.path)
+            except Exception as exc:  # every rank must reach the collective below
+                err = exc
+        if self._any_rank(err is not None):
+            if err is not None:
+                raise err
+            raise RuntimeError(f"rank 0 could not save the run to path={str(self.path)!r} (see rank 0's error)")
+        if not (self.path / "run.json").is_file():  # a folder this rank cannot see (no shared file system)
+            warnings.warn(f"Recorder.result() on rank {self.rank}: path={str(self.path)!r} holds no run.json here "
+                          "(rank 0 wrote it; several machines need a shared file system); returning None",
+                          RuntimeWarning, stacklevel=3)
+            return None
+        return RunResult.load(self.path)
+
+    def _merge_epoch(self) -> None:
+        """Give every rank the whole epoch: the lowest rank that saw an example supplies its values.
+
+        Two collectives on the buffers' device: a MAX over ``[3n + 5]`` int64
+        (who saw each example in training and in evaluation, the given labels,
+        the device-side error flags, whether loss details / evaluation came,
+        the number of classes), then a SUM over ``[n, 10]`` float32 in which
+        only the owning rank contributes each example (``x + 0 = x`` exactly,
+        so the merged values are the owner's, bit for bit).
+        """
+        import torch.distributed as dist
+
+        if self._buf is None:  # this rank saw nothing yet: join with empty buffers
+            self._alloc(collective_device(self.group))
+        n, code = self.n, self.world - self.rank  # MAX over codes picks the lowest rank
+        buf, ebuf = self._buf[:n], self._ebuf[:n]
+        seen = ~torch.isnan(buf[:, _C["pred"]])
+        eseen = ~torch.isnan(ebuf[:, 1])
+        zero = torch.zeros((), dtype=torch.long, device=self.device)
+        codes = torch.tensor(code, dtype=torch.long, device=self.device)
+        info = torch.tensor([int(self._epoch_has_out), int(self._epoch_has_eval), self.num_classes or 0],
+                            dtype=torch.long, device=self.device)
+        ints = torch.cat([torch.where(seen, codes, zero), torch.where(eseen, codes, zero), self._given[:n],
+                          self._flags, info])
+        dist.all_reduce(ints, op=dist.ReduceOp.MAX, group=self.group)
+        owner, eowner = ints[:n], ints[n:2 * n]
+        floats = torch.cat([torch.where((owner == code)[:, None], buf, 0.0),
+                            torch.where((eowner == code)[:, None], ebuf, 0.0)], 1)
+        dist.all_reduce(floats, op=dist.ReduceOp.SUM, group=self.group)
+        nan = torch.tensor(float("nan"), device=self.device)
+        buf.copy_(torch.where((owner > 0)[:, None], floats[:, : buf.shape[1]], nan))
+        ebuf.copy_(torch.where((eowner > 0)[:, None], floats[:, buf.shape[1]:], nan))
+        self._given[:n] = ints[2 * n: 3 * n]
+        self._flags.copy_(ints[3 * n: 3 * n + 2])
+        has_out, has_eval, classes = ints[3 * n + 2:].tolist()
+        self._epoch_has_out = bool(has_out)
+        self._have_out = self._have_out or self._epoch_has_out
+        self._epoch_has_eval = bool(has_eval)
+        if self.num_classes is None and classes:
+            self.num_classes = int(classes)
 
 
 def _derive(raw: np.ndarray, given: np.ndarray) -> np.ndarray:
