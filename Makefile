@@ -13,7 +13,7 @@ export IPYTHONDIR          := $(SCRATCH)/ipython
 export MPLCONFIGDIR        := $(SCRATCH)/matplotlib
 export PYTHONUNBUFFERED    := 1
 
-.PHONY: install test report compare data tune bench clean
+.PHONY: install test report compare data tune lab bench bench-recorder clean
 
 install: $(STAMP)
 
@@ -39,8 +39,16 @@ data: install
 tune: install
 	$(VENV)/bin/grlib tune
 
+# JupyterLab on notebooks/ with the project's kernel (the venv's python, grlib installed editable)
+lab: install
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (grlib)" >/dev/null
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1
+
 bench: install
 	$(PY) benchmarks/bench_step.py
+
+bench-recorder: install
+	$(PY) benchmarks/bench_recorder.py all
 
 clean:
 	rm -rf $(SCRATCH) reports .pytest_cache
