@@ -42,7 +42,7 @@ tune: install
 # JupyterLab on notebooks/ with the project's kernel (the venv's python, grlib installed editable)
 lab: install
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (grlib)" >/dev/null
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 bench: install
 	$(PY) benchmarks/bench_step.py
