@@ -63,8 +63,9 @@ from ._checks import check_choice, check_int, check_real
 
 __all__ = ["SCORES", "ScoreSpec", "DEFAULT_SCORE", "CLEAN_HIGH", "NOISY_HIGH", "NO_DIRECTION", "score_names",
            "compute_scores", "oriented", "confidence", "variability", "correctness", "aum", "forgetting",
-           "final_p", "mean_weight", "small_loss", "find_label_issues", "label_issues_frame",
-           "make_threshold_samples", "ThresholdSamples"]
+           "final_p", "mean_weight", "small_loss", "find_label_issues", "label_issues_frame", "flag_threshold",
+           "FlagThreshold", "make_threshold_samples", "ThresholdSamples", "with_threshold_samples",
+           "default_percentile", "FLAG_METHODS"]
 
 CLEAN_HIGH = "higher says clean"
 NOISY_HIGH = "higher says mislabelled"
@@ -528,8 +529,9 @@ def make_threshold_samples(labels, num_classes: int, *, fraction: float | None =
     examples (pass ``threshold_samples=ts.mask``).  The threshold samples
     themselves are not scored in that run: train a second run with a disjoint
     set (``exclude=first.mask``) to score them, as the paper does.  With only
-    a hundred or so threshold samples the 99th percentile is fragile: see the
-    measurements in :func:`find_label_issues`.
+    a hundred or so threshold samples the paper's 99th percentile is fragile:
+    :func:`find_label_issues` then uses a lower one (:func:`default_percentile`).
+    :func:`with_threshold_samples` does this for a ``grlib.prepare`` data set.
 
     Returns a :class:`ThresholdSamples` ``(labels, mask, fake_class, num_classes)``.
     """
@@ -561,6 +563,46 @@ def make_threshold_samples(labels, num_classes: int, *, fraction: float | None =
     new = y.astype(np.int64).copy()
     new[mask] = C
     return ThresholdSamples(labels=new, mask=mask, fake_class=C, num_classes=C + 1)
+
+
+def with_threshold_samples(data, noisy, *, fraction: float | None = None, seed: int = 0, exclude=None):
+    """A data set and its noisy labels with AUM threshold samples added, ready for :func:`grlib.train`.
+
+    ``data`` is a :class:`grlib.Dataset` and ``noisy`` its
+    :class:`grlib.NoisyLabels` (both from ``grlib.prepare(config)``).
+    Returns ``(data, noisy, ts)``: ``data`` with ``num_classes + 1`` classes
+    (the extra one named ``"threshold"`` when the classes have names; the
+    splits are unchanged, so the test accuracy stays that of the real
+    classes), ``noisy`` with the threshold samples relabelled to the fake
+    class and counted as mislabelled (``is_noisy``; their true labels are
+    kept), and the :class:`ThresholdSamples` (``ts.mask`` goes to
+    ``find_label_issues(threshold_samples=...)``)::
+
+        data, noisy, _ = grlib.prepare(config)
+        data, noisy, ts = grlib.scores.with_threshold_samples(data, noisy, seed=1)
+        result = grlib.train(config, data=data, noisy=noisy)   # the model gets C + 1 outputs
+        flagged = grlib.find_label_issues(result, score="aum", threshold_samples=ts.mask, first_k=...)
+
+    With your own ``(X, y)``: ``ts = make_threshold_samples(y, C)``, then
+    ``grlib.train(config.replace(noise="none"), data=(X, ts.labels), model=<C + 1 outputs>)``
+    (with ``noise="none"``: synthetic noise would also move examples into the fake class).
+    """
+    from dataclasses import replace
+
+    from .data import Dataset
+    from .noise import NoisyLabels
+
+    if not isinstance(data, Dataset):
+        raise TypeError(f"data must be a grlib.Dataset (e.g. from grlib.prepare), got {type(data).__name__}")
+    if not isinstance(noisy, NoisyLabels):
+        raise TypeError(f"noisy must be a grlib.NoisyLabels (e.g. from grlib.prepare), got {type(noisy).__name__}")
+    if noisy.labels.shape != (len(data.y_train),):
+        raise ValueError(f"noisy has {noisy.labels.size} labels for {len(data.y_train)} training examples")
+    ts = make_threshold_samples(noisy.labels, data.num_classes, fraction=fraction, seed=seed, exclude=exclude)
+    names = tuple(data.class_names) + ("threshold",) if data.class_names else ()
+    new_data = replace(data, num_classes=ts.num_classes, class_names=names)
+    new_noisy = replace(noisy, labels=ts.labels, is_noisy=np.asarray(noisy.is_noisy, bool) | ts.mask)
+    return new_data, new_noisy, ts
 
 
 def _as_mask(value, n: int, param: str) -> np.ndarray:
@@ -624,13 +666,60 @@ def _transform_for_gmm(name: str, s: np.ndarray) -> np.ndarray:
 
 
 def _untransform(name: str, x: float) -> float:
+    """The inverse of :func:`_transform_for_gmm` (for the oriented score: small_loss arrives as -rank)."""
     if name in ("confidence", "final_p", "correctness"):
         return float(1.0 / (1.0 + np.exp(-x)))
+    if name == "small_loss":
+        return float(1.0 / (1.0 + np.exp(-x))) - 1.0
     return float(x)
 
 
+#: Threshold samples kept above the cut when ``threshold_percentile`` is left to grlib (see :func:`default_percentile`).
+MIN_ABOVE_CUT = 5
+FLAG_METHODS = ("threshold_samples", "mixture", "num_issues", "noise_rate", "none")
+
+
+def default_percentile(n_threshold_samples: int) -> float:
+    """The percentile of the threshold samples' scores that sets the cut when none is given.
+
+    The paper's 99th percentile, lowered for small sets so that at least
+    :data:`MIN_ABOVE_CUT` (5) threshold samples lie above it:
+    ``min(99, 100 * (1 - 5 / m))`` for ``m`` threshold samples (never below
+    50).  The paper had tens of thousands of threshold samples, so its 99th
+    percentile sits among hundreds of them; with ``m = 122`` (digits) the
+    99th percentile is the second-largest score, and one memorised threshold
+    sample moves it above most clean examples.  The rule gives 99 from
+    ``m = 500`` on, 95.9 for ``m = 122``.
+    """
+    m = check_int("n_threshold_samples", n_threshold_samples, low=1)
+    return float(max(50.0, min(99.0, 100.0 * (1.0 - MIN_ABOVE_CUT / m))))
+
+
+class FlagThreshold(NamedTuple):
+    """How :func:`find_label_issues` counted: ``value`` is the cut in the score's own units (NaN when it
+    flags nothing or when no cut applies), ``count`` the number flagged, ``method`` one of
+    :data:`FLAG_METHODS`, ``percentile`` the threshold samples' percentile used (NaN otherwise),
+    ``score`` the score's name, ``direction`` its direction.  Flagged examples lie at or below
+    ``value`` for scores where higher says clean, at or above it where higher says mislabelled."""
+
+    value: float
+    count: int
+    method: str
+    percentile: float
+    score: str
+    direction: str
+
+
+class _Ranking(NamedTuple):
+    order: np.ndarray      # ranked example indices, most suspect first
+    count: int             # how many of them are flagged
+    values: np.ndarray     # the raw score [n]
+    ts: np.ndarray | None  # the threshold-sample mask [n]
+    threshold: FlagThreshold
+
+
 def _rank_and_count(result, *, score, epochs, first_k, source, threshold_samples, threshold_percentile,
-                    num_issues, noise_rate, seed, need_count=True):
+                    num_issues, noise_rate, seed, need_count=True, warn=True) -> _Ranking:
     spec = _spec(score, ranked=True)
     run = _Run(result, epochs=epochs, first_k=first_k)
     given = [k for k, v in (("threshold_samples", threshold_samples), ("num_issues", num_issues),
@@ -642,8 +731,11 @@ def _rank_and_count(result, *, score, epochs, first_k, source, threshold_samples
         num_issues = check_int("num_issues", num_issues, low=0)
     if noise_rate is not None:
         noise_rate = check_real("noise_rate", noise_rate, low=0.0, high=1.0)
+    if threshold_percentile is not None:
+        threshold_percentile = check_real("threshold_percentile", threshold_percentile, low=0.0, high=100.0)
     values = _call(spec, run.result, epochs=epochs, first_k=first_k, source=source)
-    s = -values if spec.direction == NOISY_HIGH else values  # higher says clean
+    sign = -1.0 if spec.direction == NOISY_HIGH else 1.0
+    s = sign * values  # higher says clean
     candidates = np.isfinite(s) | np.isinf(s)  # seen in the window (forgetting's never-learnt is -inf here)
     ts = None
     if threshold_samples is not None:
@@ -660,45 +752,64 @@ def _rank_and_count(result, *, score, epochs, first_k, source, threshold_samples
     if pool.size == 0:
         raise ValueError(f"no example was seen in the epochs used; score {score!r} is NaN everywhere")
     order = pool[np.argsort(s[pool], kind="stable")]  # most suspect (lowest) first; ties by index
+    cut, method, q = np.nan, "none", np.nan  # cut: oriented ("higher says clean") units
     if ts is not None:
-        q = check_real("threshold_percentile", threshold_percentile, low=0.0, high=100.0)
         tv = s[ts & np.isfinite(s)]
         if tv.size == 0:
             raise ValueError("no threshold sample was seen in the epochs used; cannot set the threshold")
+        q = default_percentile(tv.size) if threshold_percentile is None else threshold_percentile
+        if warn and tv.size < 50:
+            import warnings
+
+            warnings.warn(f"only {tv.size} threshold samples were seen: a percentile of so few scores is a fragile "
+                          f"threshold (the {q:g}th is used); make more (make_threshold_samples(fraction=...))",
+                          UserWarning, stacklevel=3)
         cut = float(np.percentile(tv, q))
         count = int(np.sum(s[pool] <= cut))
+        method = "threshold_samples"
     elif not need_count:
         count = pool.size
     elif num_issues is not None:
         count = check_int("num_issues", num_issues, low=0, high=pool.size)
+        method = "num_issues"
     elif noise_rate is not None:
         count = int(round(noise_rate * pool.size))
+        method = "noise_rate"
     else:
+        method = "mixture"
         finite = np.isfinite(s[pool])
         x = _transform_for_gmm(spec.name, s[pool][finite])
         count = 0  # one value: nothing stands out
         if np.unique(x).size >= 2:
-            cut, low_mean = _gmm_cut(x, seed)
-            count = int(np.sum(x < cut)) + int(np.sum(~finite))  # -inf (never learnt) counts as flagged
+            xcut, low_mean = _gmm_cut(x, seed)
+            count = int(np.sum(x < xcut)) + int(np.sum(~finite))  # -inf (never learnt) counts as flagged
+            cut = _untransform(spec.name, xcut)
             if spec.neutral is not None:
                 neutral = float(_transform_for_gmm(spec.name, np.array([spec.neutral], dtype=np.float64))[0])
                 if low_mean >= neutral:
-                    import warnings
+                    count, cut = 0, np.nan
+                    if warn:
+                        import warnings
 
-                    at = _untransform(spec.name, low_mean)
-                    warnings.warn(
-                        f"the mixture's low group of {score!r} scores is centred at {at:.3g}, at or above "
-                        f"{spec.neutral:g}, where the model favours the given label: no group of likely-mislabelled "
-                        f"examples stands out, so none is flagged. The data may be clean, or the network memorised "
-                        f"the wrong labels (then try an early epoch window, e.g. first_k=10). For the ranking anyway "
-                        f"use return_all=True, or num_issues= / noise_rate= for a count you choose",
-                        UserWarning, stacklevel=3)
-                    count = 0
-    return order, count, values, ts
+                        at = _untransform(spec.name, low_mean)
+                        warnings.warn(
+                            f"the mixture's low group of {score!r} scores is centred at {at:.3g}, at or above "
+                            f"{spec.neutral:g}, where the model favours the given label: no group of "
+                            f"likely-mislabelled examples stands out, so none is flagged. The data may be clean, or "
+                            f"the network memorised the wrong labels (then try an early epoch window, e.g. "
+                            f"first_k=10). For the ranking anyway use return_all=True, or num_issues= / noise_rate= "
+                            f"for a count you choose", UserWarning, stacklevel=3)
+    if method in ("num_issues", "noise_rate") and count > 0:
+        cut = float(s[order[count - 1]])
+    if count == 0 and method != "threshold_samples":
+        cut = np.nan
+    threshold = FlagThreshold(value=float(sign * cut) if np.isfinite(cut) else float("nan"), count=int(count),
+                              method=method, percentile=float(q), score=spec.name, direction=spec.direction)
+    return _Ranking(order, int(count), values, ts, threshold)
 
 
 def find_label_issues(result, *, score: str = DEFAULT_SCORE, return_all: bool = False, epochs=None, first_k=None,
-                      source: str = "train", threshold_samples=None, threshold_percentile: float = 99.0,
+                      source: str = "train", threshold_samples=None, threshold_percentile: float | None = None,
                       num_issues: int | None = None, noise_rate: float | None = None, seed: int = 0) -> np.ndarray:
     """Indices of the examples a run's training dynamics flag as likely mislabelled, most suspect first.
 
@@ -727,10 +838,14 @@ def find_label_issues(result, *, score: str = DEFAULT_SCORE, return_all: bool = 
         AUM's threshold samples of this run (:func:`make_threshold_samples`):
         examples relabelled to a fake extra class.  The count is then the
         number of other examples whose score is at or below the
-        ``threshold_percentile`` (99, the paper's) percentile of the threshold
-        samples' scores (use ``score="aum"`` for the paper's method).  The
-        threshold samples are not scored (never returned): a second run with
-        another set scores them.
+        ``threshold_percentile`` percentile of the threshold samples' scores
+        (use ``score="aum"`` for the paper's method).  The threshold samples
+        are not scored (never returned): a second run with another set scores
+        them.
+    threshold_percentile : float in [0, 100], optional
+        Default: the paper's 99, lowered for small sets so that at least 5
+        threshold samples lie above the cut (:func:`default_percentile`:
+        95.9 for the 122 threshold samples of digits, 99 from 500 on).
     num_issues, noise_rate : optional
         Flag exactly ``num_issues`` examples, or the share ``noise_rate`` of
         them, when you know it.
@@ -777,26 +892,51 @@ def find_label_issues(result, *, score: str = DEFAULT_SCORE, return_all: bool = 
     ``correctness``, ``forgetting`` and ``final_p`` rank well but their
     mixture counts are poor (discrete or memorised).
 
-    Threshold samples on digits (about 120 of them): the paper's 99th
-    percentile is then the second-largest threshold-sample score, and one
-    memorised threshold sample moves it above most clean examples (counts up
-    to 5.5x; within 25% of the truth with precision >= 0.85 in 5 of 12 runs
-    even with ``first_k=10``); ``threshold_percentile=95`` with
-    ``first_k=10`` gave 0.92-1.02x with precision 0.95-1.00 in all 12.  The
-    paper (tens of thousands of examples) computes AUM up to the first
-    learning-rate drop, before memorisation: use an epoch window likewise.
+    Threshold samples on digits (122 of them): the paper's 99th percentile
+    is then the second-largest threshold-sample score, and one memorised
+    threshold sample moves it above most clean examples (counts up to 5.5x;
+    within 25% of the truth with precision >= 0.85 in 5 of 12 runs even with
+    ``first_k=10``).  The default percentile for so small a set (95.9, see
+    :func:`default_percentile`) with ``first_k=10`` gave 0.97-1.04x with
+    precision 0.95-0.98 in all 12 runs (GR and CE, 20% and 40%); over all 30
+    epochs it held for GR (0.89-1.00x, precision >= 0.97) but not for CE,
+    which memorises its threshold samples too (1.24-2.06x).  The paper
+    (tens of thousands of examples) computes AUM up to the first
+    learning-rate drop, before memorisation: use an epoch window likewise
+    (``first_k`` = the epoch of the first drop; half the epochs under
+    ``RunConfig(protocol="paper")``).  :func:`flag_threshold` gives the cut
+    itself, for a figure.
     """
     if not isinstance(return_all, bool):
         raise TypeError(f"return_all must be True or False, got {return_all!r}")
-    order, count, _, _ = _rank_and_count(result, score=score, epochs=epochs, first_k=first_k, source=source,
+    order, count, _, _, _ = _rank_and_count(result, score=score, epochs=epochs, first_k=first_k, source=source,
                                          threshold_samples=threshold_samples,
                                          threshold_percentile=threshold_percentile, num_issues=num_issues,
                                          noise_rate=noise_rate, seed=seed, need_count=not return_all)
     return order.astype(np.int64) if return_all else order[:count].astype(np.int64)
 
 
+def flag_threshold(result, *, score: str = DEFAULT_SCORE, epochs=None, first_k=None, source: str = "train",
+                   threshold_samples=None, threshold_percentile: float | None = None, num_issues: int | None = None,
+                   noise_rate: float | None = None, seed: int = 0) -> FlagThreshold:
+    """The cut :func:`find_label_issues` flags at, with the same options: a :class:`FlagThreshold`.
+
+    ``value`` is in the score's own units (e.g. AUM's logit margin; for
+    ``confidence`` a probability), NaN when nothing is flagged;
+    ``method`` says where it came from: ``"threshold_samples"`` (their
+    ``percentile``-th percentile), ``"mixture"`` (where the two-component
+    mixture's low component stops being the likelier one), ``"num_issues"``
+    / ``"noise_rate"`` (the score of the last example flagged).  Draw it on
+    the score's distribution to see what the count rests on.  The same
+    warnings as :func:`find_label_issues`.
+    """
+    return _rank_and_count(result, score=score, epochs=epochs, first_k=first_k, source=source,
+                           threshold_samples=threshold_samples, threshold_percentile=threshold_percentile,
+                           num_issues=num_issues, noise_rate=noise_rate, seed=seed).threshold
+
+
 def label_issues_frame(result, *, scores=None, score: str = DEFAULT_SCORE, epochs=None, first_k=None,
-                       source: str = "train", threshold_samples=None, threshold_percentile: float = 99.0,
+                       source: str = "train", threshold_samples=None, threshold_percentile: float | None = None,
                        num_issues: int | None = None, noise_rate: float | None = None, seed: int = 0):
     """One row per example (index = example index): its scores, labels and whether it is flagged.
 
@@ -814,7 +954,7 @@ def label_issues_frame(result, *, scores=None, score: str = DEFAULT_SCORE, epoch
 
     run = _Run(result, epochs=epochs, first_k=first_k)
     r = run.result
-    order, count, values, ts = _rank_and_count(r, score=score, epochs=epochs, first_k=first_k, source=source,
+    order, count, values, ts, _ = _rank_and_count(r, score=score, epochs=epochs, first_k=first_k, source=source,
                                                threshold_samples=threshold_samples,
                                                threshold_percentile=threshold_percentile, num_issues=num_issues,
                                                noise_rate=noise_rate, seed=seed)

@@ -406,10 +406,60 @@ def test_threshold_samples_set_the_count_and_are_not_scored():
     # boundaries: precision is measured on digits, not asserted here)
     assert real_noisy[flagged].sum() >= 0.9 * real_noisy.sum()
     assert real_noisy[flagged].mean() > 1.5 * real_noisy.mean()
-    # the threshold is the 99th percentile of their AUM: every flagged example is at or below it
+    # the threshold is a percentile of their AUM (88 of them: 100 (1 - 5/88), so that 5 lie above it);
+    # every flagged example is at or below it, and flag_threshold reports it
     a = S.aum(r)
-    cut = np.percentile(a[ts.mask], 99)
+    m = int(ts.mask.sum())
+    assert m == 88 and S.default_percentile(m) == pytest.approx(100 * (1 - 5 / 88))
+    cut = np.percentile(a[ts.mask], S.default_percentile(m))
     assert (a[flagged] <= cut).all() and (a[~ts.mask & (a <= cut)].size == flagged.size)
+    assert (a[ts.mask] > cut).sum() >= 5
+    th = grlib.scores.flag_threshold(r, score="aum", threshold_samples=ts.mask)
+    assert th.method == "threshold_samples" and th.count == flagged.size
+    assert th.value == pytest.approx(cut) and th.percentile == pytest.approx(S.default_percentile(m))
+    # the paper's 99th percentile when asked for
+    at99 = grlib.scores.flag_threshold(r, score="aum", threshold_samples=ts.mask, threshold_percentile=99)
+    assert at99.value == pytest.approx(np.percentile(a[ts.mask], 99)) and at99.percentile == 99
+    assert at99.count == grlib.scores.find_label_issues(r, score="aum", threshold_samples=ts.mask,
+                                                        threshold_percentile=99).size
+
+
+def test_default_percentile_keeps_five_threshold_samples_above_the_cut():
+    assert S.default_percentile(10_000) == 99 and S.default_percentile(500) == 99
+    assert S.default_percentile(122) == pytest.approx(100 * (1 - 5 / 122))
+    assert S.default_percentile(6) == 50  # never below the median
+    for m in (20, 50, 122, 300, 499):
+        q = S.default_percentile(m)
+        assert np.sum(np.arange(m) > np.percentile(np.arange(m), q)) >= 5
+    with pytest.raises(ValueError, match="n_threshold_samples=0 is too small"):
+        S.default_percentile(0)
+
+
+def test_few_threshold_samples_warn():
+    r = make_run({"margin": MARGIN3.copy()}, [0, 1, 3, 0], num_classes=4)  # example 2 is the one threshold sample
+    with pytest.warns(UserWarning, match="only 1 threshold samples were seen.*fragile"):
+        flagged = grlib.scores.find_label_issues(r, score="aum", threshold_samples=[2])
+    # AUM -1.5, 0.15 and 1/6 all lie at or below the threshold sample's 1.0: flagged, lowest first
+    assert flagged.tolist() == [3, 1, 0]
+
+
+def test_flag_threshold_in_the_scores_own_units(blob_run):
+    r, _ = blob_run
+    conf = S.confidence(r)
+    th = grlib.scores.flag_threshold(r)
+    flagged = grlib.scores.find_label_issues(r)
+    assert th.method == "mixture" and th.count == flagged.size and th.score == "confidence"
+    assert 0 < th.value < 1 and (conf[flagged] <= th.value).all() and (np.delete(conf, flagged) >= th.value).all()
+    # a score where higher says mislabelled: flagged at or above its cut
+    sl = S.small_loss(r)
+    th_sl = grlib.scores.flag_threshold(r, score="small_loss")
+    fl_sl = grlib.scores.find_label_issues(r, score="small_loss")
+    assert th_sl.direction == S.NOISY_HIGH and 0 < th_sl.value < 1
+    assert (sl[fl_sl] >= th_sl.value).all() and (np.delete(sl, fl_sl) <= th_sl.value).all()
+    # a count you choose: the score of the last example flagged
+    th7 = grlib.scores.flag_threshold(r, num_issues=7)
+    assert th7.method == "num_issues" and th7.value == conf[grlib.scores.find_label_issues(r, num_issues=7)[-1]]
+    assert math.isnan(grlib.scores.flag_threshold(r, num_issues=0).value)
 
 
 # -- a real grlib.train run on digits -----------------------------------------------------------------
@@ -566,3 +616,24 @@ def test_bad_inputs_to_make_threshold_samples():
         grlib.scores.make_threshold_samples(y, 3, fraction=0.01, seed=0)
     with pytest.raises(ValueError, match="only 1 examples are left after exclude"):
         grlib.scores.make_threshold_samples(y, 3, fraction=0.5, seed=0, exclude=np.arange(9))
+
+
+def test_with_threshold_samples_trains_with_one_output_more():
+    cfg = grlib.RunConfig(dataset="digits", noise="symmetric", noise_rate=0.3, epochs=8, seed=1, eval_train=False)
+    data, noisy, _ = grlib.prepare(cfg)
+    data_ts, noisy_ts, ts = grlib.scores.with_threshold_samples(data, noisy, seed=5)
+    assert data_ts.num_classes == 11 and data_ts.class_names[-1] == "threshold"
+    assert (noisy_ts.labels[ts.mask] == 10).all() and (noisy_ts.labels[~ts.mask] == noisy.labels[~ts.mask]).all()
+    assert (noisy_ts.is_noisy == (noisy.is_noisy | ts.mask)).all()
+    np.testing.assert_array_equal(noisy_ts.true_labels, noisy.true_labels)  # the truth is kept
+    assert data.num_classes == 10 and noisy.labels.max() <= 9  # the inputs are not changed
+    r = grlib.train(cfg, data=data_ts, noisy=noisy_ts, progress=False)
+    assert r.num_classes == 11 and grlib.predict_proba(r.model, data.x_test[:5]).shape == (5, 11)
+    flagged = grlib.scores.find_label_issues(r, score="aum", threshold_samples=ts.mask)
+    assert flagged.size and not ts.mask[flagged].any()
+    real = noisy.is_noisy & ~ts.mask
+    assert real[flagged].mean() > 2 * real.mean()  # far richer in mislabelled examples than the data
+    with pytest.raises(TypeError, match="data must be a grlib.Dataset"):
+        grlib.scores.with_threshold_samples((data.x_train, data.y_train), noisy)
+    with pytest.raises(TypeError, match="noisy must be a grlib.NoisyLabels"):
+        grlib.scores.with_threshold_samples(data, noisy.labels)
