@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["process_group_size", "is_distributed", "score_statistics", "merge_statistics", "gather_statistics",
-           "GRNormalizer", "collective_device"]
+__all__ = ["process_group_size", "process_group_ready", "is_distributed", "score_statistics", "merge_statistics",
+           "gather_statistics", "GRNormalizer", "collective_device"]
 
 
 def _dist():
@@ -50,6 +50,11 @@ def process_group_size(group=None) -> tuple[int, int]:
     if dist is None:
         return 1, 0
     return dist.get_world_size(group), dist.get_rank(group)
+
+
+def process_group_ready() -> bool:
+    """Whether ``torch.distributed`` is available and initialised (whatever the number of processes)."""
+    return _dist() is not None
 
 
 def is_distributed(group=None) -> bool:

@@ -770,10 +770,10 @@ class GRLoss(EmphasisLoss):
         finally:
             self._fixed = None
         if self._block_seen != expected:
-            warnings.warn(f"GRLoss.accumulate()/normalize_over(): the loss was given {self._block_seen} examples inside "
-                          f"the block but its statistics came from {expected}; the weights do not sum to 1 over what "
-                          "was trained (give the loss exactly the micro-batches of the statistics pass, once each)",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(f"GRLoss.accumulate()/normalize_over(): the loss was given {self._block_seen} examples "
+                          f"inside the block but its statistics came from {expected}; the weights do not sum to 1 over "
+                          "what was trained (give the loss exactly the micro-batches of the statistics pass, once "
+                          "each)", RuntimeWarning, stacklevel=3)
 
 
 class _NormInfo:

@@ -73,7 +73,7 @@ import numpy as np
 import torch
 
 from ._checks import check_choice, check_int
-from .distributed import collective_device, process_group_size
+from .distributed import collective_device, process_group_ready, process_group_size
 from .io import atomic_write_json, atomic_write_text
 from .loader import as_index_tensor
 from .storage import NpyRows
@@ -132,8 +132,11 @@ class Recorder:
     distributed : bool
         Merge the records of every rank of ``group`` (see the module
         docstring): create the Recorder on every rank with the same
-        arguments.  Without an initialised process group (or with one
-        process) it changes nothing.  Left False in a process group of
+        arguments.  If ``torch.distributed`` is not initialised yet (a
+        Lightning callback is built before the strategy starts the group),
+        the Recorder joins the group, and prepares ``path``, at its first
+        :meth:`update` / :meth:`end_epoch`.  With a single process it changes
+        nothing.  Left False in a process group of
         several ranks, each Recorder keeps only the examples its own rank
         sees (a warning says so).
     group : torch.distributed.ProcessGroup, optional
@@ -163,21 +166,25 @@ class Recorder:
         if not isinstance(distributed, bool):
             raise TypeError(f"distributed must be True or False, got {distributed!r}")
         self.group = group
+        self._overwrite = bool(overwrite)
+        self._deferred = False               # distributed=True before the process group exists: join it later
         world, rank = process_group_size(group)
+        self.world, self.rank = 1, 0
         if distributed:
-            self.world, self.rank = world, rank
-        else:
-            self.world, self.rank = 1, 0
-            if world > 1:
-                warnings.warn(f"Recorder(distributed=False) in a process group of {world} ranks: this Recorder keeps "
-                              f"only the examples rank {rank} sees. Pass distributed=True (on every rank, same "
-                              "arguments) to merge every rank's examples into one run.", RuntimeWarning, stacklevel=2)
+            if process_group_ready():
+                self.world, self.rank = world, rank
+            else:  # e.g. a Lightning callback, built before the strategy initialises the group
+                self._deferred = True
+        elif world > 1:
+            warnings.warn(f"Recorder(distributed=False) in a process group of {world} ranks: this Recorder keeps "
+                          f"only the examples rank {rank} sees. Pass distributed=True (on every rank, same "
+                          "arguments) to merge every rank's examples into one run.", RuntimeWarning, stacklevel=2)
         self.path = None if path is None else Path(path)
         if self.path is not None:
-            if self.world > 1:
-                self._prepare_shared(overwrite)
-            else:
-                _prepare_folder(self.path, overwrite)
+            if self.path.exists() and not self.path.is_dir():
+                raise FileExistsError(f"path={str(self.path)!r} is a file; the Recorder needs a folder")
+            if not self._deferred:
+                self._prepare(overwrite)
 
         self.epoch = 0                       # completed epochs
         self.record_epochs: list[int] = []   # epochs whose rows were kept
@@ -207,6 +214,21 @@ class Recorder:
             "n_forget": np.zeros(self.n, np.int64), "last_correct": np.full(self.n, -1, np.int8),
         }
         self._given_host = np.full(self.n, -1, np.int64)
+        if not self._deferred:
+            self._write_progress(status="running")
+
+    def _prepare(self, overwrite: bool) -> None:
+        if self.world > 1:
+            self._prepare_shared(overwrite)
+        else:
+            _prepare_folder(self.path, overwrite)
+
+    def _resolve(self) -> None:
+        """Join the process group now (``distributed=True`` given before it existed): prepare the folder."""
+        self._deferred = False
+        self.world, self.rank = process_group_size(self.group)
+        if self.path is not None:
+            self._prepare(self._overwrite)
         self._write_progress(status="running")
 
     # -- the hot path -------------------------------------------------------------------------
@@ -225,6 +247,8 @@ class Recorder:
             self._given[: self.n] = self._fixed_labels.to(self.device)
 
     def _check_batch(self, index, logits, targets, what: str):
+        if self._deferred:
+            self._resolve()
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or not torch.is_floating_point(logits):
             raise TypeError(f"logits must be a floating-point tensor [B, C], got "
                             f"{type(logits).__name__}{'' if not isinstance(logits, torch.Tensor) else tuple(logits.shape)}")
@@ -375,6 +399,8 @@ class Recorder:
         """
         if self.partial_epoch is not None:
             raise RuntimeError(f"the recording ended with the partial epoch {self.partial_epoch}")
+        if self._deferred:
+            self._resolve()
         epoch = self.epoch + 1
         for k in history:
             if k in ("epoch", "partial"):
@@ -535,6 +561,8 @@ class Recorder:
         """
         from .results import RunResult
 
+        if self._deferred:
+            self._resolve()
         if self._pending:
             warnings.warn("Recorder.result(): updates since the last end_epoch() are dropped (call end_epoch() "
                           "after the epoch's last batch)", RuntimeWarning, stacklevel=2)

@@ -79,6 +79,7 @@ def _worker(rank: int, store_path: str, out_dir: str) -> None:
     import grlib.distributed as gd
 
     torch.set_num_threads(1)
+    early = grlib.Recorder(4, Path(out_dir) / "early", distributed=True)   # before the group exists (Lightning)
     dist.init_process_group("gloo", store=dist.FileStore(store_path, WORLD), rank=rank, world_size=WORLD,
                             timeout=datetime.timedelta(seconds=300))
     res = {}
@@ -212,7 +213,12 @@ def _worker(rank: int, store_path: str, out_dir: str) -> None:
     res["small_summaries"] = {k: np.asarray(v) for k, v in small.summaries.items()}
     res["small_p"] = np.asarray(small.records["p"])
 
-    # 7. bad input on one rank is reported on every rank (nobody left waiting)
+    # 7. a Recorder built before the process group joins it at its first update
+    early.update([rank, 2 + rank], torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))
+    early.end_epoch()
+    res["early_pred"] = np.asarray(early.result().records["pred"])
+
+    # 8. bad input on one rank is reported on every rank (nobody left waiting)
     r4 = grlib.Recorder(5, distributed=True)
     r4._force_device_checks = True  # the device-side index check: reported at end_epoch
     r4.update([0, 9] if rank == 1 else [1], torch.zeros(2 if rank == 1 else 1, 3),
@@ -427,11 +433,65 @@ def test_forgetting_across_ranks_and_duplicates(job):
         assert np.isnan(p[0, 2]) and np.isnan(p[1, 1])
 
 
+def test_a_recorder_built_before_the_process_group_joins_it(job):
+    ranks, out = job
+    for r in range(WORLD):
+        assert ranks[r]["early_pred"].tolist() == [[0, 0, 1, 1]]
+    assert grlib.RunResult.load(out / "early").records["pred"].tolist() == [[0, 0, 1, 1]]
+
+
 def test_a_bad_index_on_one_rank_is_an_error_on_every_rank(job):
     ranks, _ = job
     for r in range(WORLD):
         assert ranks[r]["bad_index_error"] is not None
         assert "outside [0, 5)" in ranks[r]["bad_index_error"]
+
+
+# -- the runnable examples ----------------------------------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run_example(cmd, cwd, timeout=JOB_TIMEOUT_S):
+    """Run an example in its own session; on timeout end the whole session (the launcher's workers too)."""
+    import signal
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    if sys.platform.startswith("linux"):
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    try:
+        log = p.communicate(timeout=timeout)[0].decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        pytest.fail(f"{cmd} did not finish within {timeout} s")
+    assert p.returncode == 0, log[-4000:]
+    return log
+
+
+@pytest.mark.slow
+def test_torchrun_example_trains_and_records_on_two_processes(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    log = _run_example([str(torchrun), "--standalone", "--nproc_per_node=2", str(REPO / "examples" / "ddp_gr.py"),
+                        "--epochs", "2", "--out", str(tmp_path / "run")], cwd=tmp_path)
+    assert "2 processes: final test accuracy" in log
+    res = grlib.RunResult.load(tmp_path / "run")
+    assert res.epochs_completed == 2 and res.has_mask and res.config["normalize"] == "global"
+    assert res.metadata["unseen_per_epoch"] == [3, 3]      # 1347 examples, 2 x 21 steps of 32: drop_last drops 3
+    assert np.isfinite(res.history["noisy_fit"]).all()
+
+
+@pytest.mark.slow
+def test_lightning_ddp_example_records_both_processes(tmp_path):
+    pytest.importorskip("lightning.pytorch")
+    log = _run_example([sys.executable, str(REPO / "examples" / "lightning_ddp_gr.py"), "--epochs", "1",
+                        "--out", str(tmp_path / "run")], cwd=tmp_path)
+    assert "2 processes: final test accuracy" in log
+    res = grlib.RunResult.load(tmp_path / "run")
+    assert res.epochs_completed == 1 and res.metadata["data_name"] == "digits"
+    assert res.metadata["unseen_per_epoch"] == [3]         # both ranks' examples are in the one run
+    assert int(np.isfinite(res.record("p", 1)).sum()) == 1344
 
 
 # -- single process -------------------------------------------------------------------------------------------
