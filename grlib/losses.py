@@ -837,11 +837,12 @@ class _GRSurrogate(torch.autograd.Function):
             coef = w * c * (s * 0.5 * w.numel())
         else:
             omp = torch.exp(log1mp)
-            m, total, n, sum_omp = norm(score, omp)
-            w = (torch.exp(score.to(m.dtype) - m) / total).to(score.dtype)
+            m, total, n, sum_omp = norm(score, omp)    # in the scores' dtype, at least float32
+            w = torch.exp(score.to(m.dtype) - m) / total
             c = torch.clamp(omp * (2.0 / cap), max=1.0)
-            s = (2.0 * sum_omp / n).to(score.dtype) if scale < 0 else scale
-            coef = w * c * (s * 0.5 * n.to(score.dtype))
+            s = 2.0 * sum_omp / n if scale < 0 else scale
+            coef = (w * c.to(m.dtype) * (s * 0.5 * n)).to(score.dtype)
+            w = w.to(score.dtype)
         values = coef * (lse_other - z_y)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(others, lse_other, coef, targets)
