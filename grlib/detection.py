@@ -22,7 +22,8 @@ from .metrics import precision_at_rate, separation_auc
 from .noise import NoisyLabels
 from .train import predict_proba, train
 
-__all__ = ["cross_val_pred_probs", "cleanlab_scores", "run_scores", "detection_table"]
+__all__ = ["cross_val_pred_probs", "cleanlab_scores", "cleanlab_issues", "run_scores", "detection_table",
+           "average_precision", "separation_metrics", "flag_metrics", "timed"]
 
 
 def _subset(data: Dataset, noisy: NoisyLabels, idx: np.ndarray) -> tuple[Dataset, NoisyLabels]:
@@ -60,6 +61,79 @@ def cleanlab_scores(labels, pred_probs, method: str = "self_confidence") -> np.n
     from cleanlab.rank import get_label_quality_scores
 
     return get_label_quality_scores(np.asarray(labels), np.asarray(pred_probs), method=method)
+
+
+def cleanlab_issues(labels, pred_probs, **kwargs) -> np.ndarray:
+    """cleanlab's flagged examples (``cleanlab.filter.find_label_issues``), as indices ranked most suspect first.
+
+    ``kwargs`` go to cleanlab (default ``filter_by="prune_by_noise_rate"``,
+    its automatic count from the confident joint);
+    ``return_indices_ranked_by`` defaults to ``"self_confidence"``.
+    """
+    from cleanlab.filter import find_label_issues
+
+    kwargs.setdefault("return_indices_ranked_by", "self_confidence")
+    out = find_label_issues(np.asarray(labels), np.asarray(pred_probs), **kwargs)
+    return np.asarray(out, dtype=np.int64)
+
+
+def average_precision(scores, is_noisy) -> float:
+    """Average precision of finding the mislabelled examples by the lowest scores (higher says clean).
+
+    scikit-learn's ``average_precision_score`` with the mislabelled as the
+    positive class and ``-scores`` as their score: the mean precision over
+    the recall levels of the ranking, in [0, 1]; a random ranking scores
+    the noise rate.  Non-finite scores are left out; NaN when only one group
+    is present.
+    """
+    from sklearn.metrics import average_precision_score
+
+    s = np.asarray(scores, dtype=np.float64)
+    m = np.asarray(is_noisy, dtype=bool)
+    if s.shape != m.shape or s.ndim != 1:
+        raise ValueError(f"scores and is_noisy must be 1-D of one length; got {s.shape} and {m.shape}")
+    ok = np.isfinite(s)
+    s, m = s[ok], m[ok]
+    if m.all() or not m.any():
+        return float("nan")
+    return float(average_precision_score(m, -s))
+
+
+def separation_metrics(scores, is_noisy) -> dict:
+    """``{"roc_auc", "average_precision", "precision_at_rate"}`` of one score (higher says clean)."""
+    return {"roc_auc": separation_auc(scores, is_noisy), "average_precision": average_precision(scores, is_noisy),
+            "precision_at_rate": precision_at_rate(scores, is_noisy)}
+
+
+def flag_metrics(flagged, is_noisy, *, candidates=None) -> dict:
+    """How good a flagged set is: its size against the true number of mislabelled examples, precision, recall.
+
+    ``flagged``: example indices (or a boolean mask ``[n]``); ``candidates``
+    (indices or mask, default all): the examples that could be flagged (e.g.
+    without the threshold samples), over which the true count is taken.
+    Returns ``n_flagged``, ``n_true``, ``flagged_over_true`` (1 is the right
+    count), ``flag_precision`` (share of flagged that are mislabelled; NaN
+    when nothing is flagged), ``flag_recall`` (share of the mislabelled that
+    are flagged).
+    """
+    m = np.asarray(is_noisy, dtype=bool).reshape(-1)
+    n = m.size
+    f = np.asarray(flagged)
+    fm = f.astype(bool) if f.dtype == bool else np.isin(np.arange(n), f.astype(np.int64))
+    if fm.shape != (n,):
+        raise ValueError(f"flagged as a mask must have shape ({n},), got {fm.shape}")
+    pool = np.ones(n, bool)
+    if candidates is not None:
+        c = np.asarray(candidates)
+        pool = c.astype(bool) if c.dtype == bool else np.isin(np.arange(n), c.astype(np.int64))
+    fm &= pool
+    n_true = int((m & pool).sum())
+    n_flag = int(fm.sum())
+    tp = int((fm & m).sum())
+    return {"n_flagged": n_flag, "n_true": n_true,
+            "flagged_over_true": n_flag / n_true if n_true else float("nan"),
+            "flag_precision": tp / n_flag if n_flag else float("nan"),
+            "flag_recall": tp / n_true if n_true else float("nan")}
 
 
 def run_scores(result, names=None, *, epochs=None, first_k=None) -> dict[str, np.ndarray]:

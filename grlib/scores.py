@@ -948,13 +948,14 @@ def label_issues_frame(result, *, scores=None, score: str = DEFAULT_SCORE, epoch
     most suspect; 0 for examples not ranked); ``is_label_issue`` (flagged by
     :func:`find_label_issues` with the same options); ``is_threshold_sample``
     when threshold samples are given; ``true_label`` and ``is_noisy`` when the
-    run knows them.
+    run knows them.  ``df.attrs["flag_threshold"]`` holds the
+    :class:`FlagThreshold` of the flags (what :func:`flag_threshold` returns).
     """
     import pandas as pd
 
     run = _Run(result, epochs=epochs, first_k=first_k)
     r = run.result
-    order, count, values, ts, _ = _rank_and_count(r, score=score, epochs=epochs, first_k=first_k, source=source,
+    order, count, values, ts, threshold = _rank_and_count(r, score=score, epochs=epochs, first_k=first_k, source=source,
                                                threshold_samples=threshold_samples,
                                                threshold_percentile=threshold_percentile, num_issues=num_issues,
                                                noise_rate=noise_rate, seed=seed)
@@ -976,6 +977,7 @@ def label_issues_frame(result, *, scores=None, score: str = DEFAULT_SCORE, epoch
         cols["is_noisy"] = np.asarray(r.is_noisy, dtype=bool)
     df = pd.DataFrame(cols)
     df.index.name = "index"
+    df.attrs["flag_threshold"] = threshold
     return df
 
 
