@@ -4,8 +4,9 @@ Wire it into a parent parser with :func:`register`; ``python -m grlib.report``
 (or ``python -m grlib.report.cli``) runs it on its own.
 
 Exit status: 0 every run succeeded; 1 some run failed (the report is still
-built, with the failures in it); 2 the spec was refused or the report folder is
-busy (nothing ran); 130 interrupted.
+built, with the failures in it); 2 the spec, the report folder or the
+scheduler was refused, or the folder is busy (one line on stderr; nothing ran
+and nothing was overwritten); 130 interrupted.
 """
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ examples:
   grlib report grlib/specs/default.yaml --workers 2     the default report (reports/default/index.html)
   grlib report default --dry-run                        list the runs of a built-in spec
   grlib report my.yaml --scheduler tcp://host:8786      run on an existing Dask cluster
-A run is cached when its notebook, parameters and grlib are unchanged; a killed sweep
-resumes where it stopped. Exit status: 0 ok, 1 some run failed, 2 bad spec, 130 interrupted.
+A run is cached when its notebook, parameters and grlib are unchanged and its files are
+whole (sha256 in its manifest); a killed sweep resumes where it stopped.
+Exit status: 0 ok, 1 some run failed, 2 refused (bad spec, folder or scheduler), 130 interrupted.
 """
 
 
@@ -36,7 +38,10 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", "-j", type=int, default=1, metavar="N",
                    help="notebooks run at once on this machine (default 1)")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                   help="address of a running Dask distributed scheduler to send the runs to (e.g. tcp://host:8786)")
+                   help="address of a running Dask distributed scheduler to send the runs to, tcp://HOST:PORT "
+                        "(e.g. tcp://127.0.0.1:8786); its workers must share the report folder")
+    p.add_argument("--connect-timeout", type=float, default=None, metavar="SECONDS",
+                   help="seconds to wait for the scheduler to answer (default 10)")
     p.add_argument("--force", action="store_true", help="rerun every run, cached or not")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="folder that holds the report folder (default: the spec's output, reports)")
@@ -59,7 +64,7 @@ def _raise_interrupt(signum, frame):
 
 
 def _cmd_report(args) -> int:
-    from .runner import ReportBusyError, run_report
+    from .runner import DEFAULT_CONNECT_TIMEOUT, ReportError, check_scheduler_address, run_report
     from .spec import SpecError, load_spec
 
     try:
@@ -72,14 +77,19 @@ def _cmd_report(args) -> int:
             return 0
         if args.workers < 1:
             raise SpecError(f"--workers must be at least 1, got {args.workers}")
+        timeout = DEFAULT_CONNECT_TIMEOUT if args.connect_timeout is None else args.connect_timeout
+        if not timeout > 0:
+            raise SpecError(f"--connect-timeout must be a positive number of seconds, got {args.connect_timeout}")
+        if args.scheduler is not None:
+            check_scheduler_address(args.scheduler)
         old = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
         try:
             summary = run_report(spec, workers=args.workers, scheduler=args.scheduler, force=args.force,
-                                 out=args.out, progress=not args.quiet)
+                                 out=args.out, progress=not args.quiet, connect_timeout=timeout)
         finally:
             if old is not None:
                 signal.signal(signal.SIGTERM, old)
-    except (SpecError, ReportBusyError) as exc:
+    except (SpecError, ReportError) as exc:
         print(f"grlib report: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -28,7 +28,10 @@ wrap it: ``hidden: [[256, 256]]``).  Every parameter must be declared in each
 notebook's cell tagged ``parameters`` (papermill's ``inspect_notebook``) and
 match its annotated type (an int is accepted, and converted, where a float is
 declared).  ``metrics_path`` and ``figures_dir`` are set by the runner for
-every run; ``progress`` defaults to False.
+every run, and ``history_path`` for a notebook that declares it; ``progress``
+defaults to False.  ``runs_per_kernel: 3`` executes three consecutive runs
+(in spec order: a setting's seeds) in one kernel, for a notebook with a
+``runs`` parameter (notebook 05): the kernel start and imports are paid once.
 """
 from __future__ import annotations
 
@@ -42,10 +45,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 __all__ = ["SpecError", "ReportSpec", "NotebookRef", "Run", "load_spec", "parse_spec", "run_id_for",
-           "RUNNER_PARAMETERS", "SPEC_KEYS", "builtin_specs"]
+           "RUNNER_PARAMETERS", "OPTIONAL_RUNNER_PARAMETERS", "SPEC_KEYS", "builtin_specs"]
 
 #: Parameters the runner sets for every run (each report notebook must declare them).
 RUNNER_PARAMETERS = ("metrics_path", "figures_dir")
+
+#: Parameters the runner sets when a notebook declares them: ``history_path`` (a per-epoch CSV the
+#: report draws curves from) and ``runs`` (several runs in one kernel, see ``runs_per_kernel``).
+OPTIONAL_RUNNER_PARAMETERS = ("history_path", "runs")
 
 #: Top-level keys of a spec and what they mean.
 SPEC_KEYS = {
@@ -59,6 +66,8 @@ SPEC_KEYS = {
     "seeds": "list of seeds, or a count n meaning 0..n-1 (default [0])",
     "output": "folder that holds the report folder (default: reports, relative to the working directory)",
     "timeout": "per-cell execution timeout in seconds (default 1800; null: none)",
+    "runs_per_kernel": "runs executed in one kernel, consecutive in spec order (default 1; more needs a notebook "
+                       "with a 'runs' parameter): the kernel start and imports are paid once per group",
 }
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -121,6 +130,7 @@ class ReportSpec:
     output: Path
     timeout: float | None
     text: str                               # the spec as written (YAML)
+    runs_per_kernel: int = 1
     source: Path | None = None
     _runs: tuple[Run, ...] = field(default=(), repr=False)
 
@@ -205,6 +215,10 @@ def parse_spec(data: dict, *, text: str, source: Path | None, base_dir: Path) ->
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         raise SpecError(f"timeout={timeout!r} must be a positive number of seconds or null")
 
+    per_kernel = data.get("runs_per_kernel", 1)
+    if isinstance(per_kernel, bool) or not isinstance(per_kernel, int) or per_kernel < 1:
+        raise SpecError(f"runs_per_kernel={per_kernel!r} must be an integer >= 1")
+
     notebooks = _notebooks(data.get("notebooks"), base_dir)
     base = data.get("base", {}) or {}
     if not isinstance(base, dict):
@@ -224,10 +238,15 @@ def parse_spec(data: dict, *, text: str, source: Path | None, base_dir: Path) ->
     for where, keys in places.items():
         if "seed" in keys:
             raise SpecError(f"'seed' is set in {where}; give seeds with the top-level 'seeds:' key")
-        runner = sorted(keys & set(RUNNER_PARAMETERS))
+        runner = sorted(keys & set(RUNNER_PARAMETERS + OPTIONAL_RUNNER_PARAMETERS))
         if runner:
             raise SpecError(f"{runner} in {where} are set by the runner for every run (each run's files "
                             f"go to <report>/runs/); remove them from the spec")
+    if per_kernel > 1:
+        for nb in notebooks:
+            if "runs" not in nb.parameters:
+                raise SpecError(f"runs_per_kernel={per_kernel} needs notebooks that take a 'runs' parameter (a list "
+                                f"of per-run settings); notebook {nb.name!r} has none")
 
     for nb in notebooks:
         missing = [p for p in RUNNER_PARAMETERS if p not in nb.parameters]
@@ -247,7 +266,7 @@ def parse_spec(data: dict, *, text: str, source: Path | None, base_dir: Path) ->
     return ReportSpec(name=name, title=title, description=description, notebooks=tuple(notebooks), base=base,
                       grid=tuple(grid), methods=dict(methods or {}), seeds=seeds, output=Path(output),
                       timeout=None if timeout is None else float(timeout), text=text, source=source,
-                      _runs=tuple(runs))
+                      runs_per_kernel=per_kernel, _runs=tuple(runs))
 
 
 # -- pieces --------------------------------------------------------------------------
