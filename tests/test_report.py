@@ -1,15 +1,21 @@
-"""Batch reports (grlib.report): spec validation, run ids and cache keys, and real sweeps.
+"""Batch reports (grlib.report): spec validation, run ids and cache keys, the report's numbers, the
+runner's refusals (bad scheduler, bad report folder), and real sweeps.
 
 The slow tests execute notebooks through papermill: the tiny spec with the real
-05 notebook (end to end, then cached), a small failing notebook, a runner killed
-mid-sweep by a signal and resumed, and the same tiny spec on a Dask LocalCluster.
+05 notebook (end to end, grouped kernels, histories, checksums, then cached, then
+a truncated file re-executed), learning-rate selection in notebook 05, a small
+failing notebook, a runner killed mid-sweep by a signal and resumed, a light
+spec on a Dask LocalCluster, and a read-only report folder.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -19,14 +25,20 @@ import time
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+import grlib
 from grlib.notebook import execute_notebook, notebooks_dir
-from grlib.report import SpecError, builtin_specs, load_spec, run_report
+from grlib.report import (ReportFolderError, SchedulerError, SpecError, builtin_specs, check_scheduler_address,
+                          load_spec, run_report, stats)
 from grlib.report.cli import main as report_main
-from grlib.report.html import external_urls
+from grlib.report.html import build_report, external_urls
+from grlib.report.kernel import choose_by_validation, expand_runs, run_config
+from grlib.report.portable import Scrubber, absolute_paths_in
+from grlib.report.runner import read_manifest, verify_manifest
 from grlib.report.spec import run_id_for
 
 TINY = builtin_specs()["tiny"]
@@ -131,6 +143,10 @@ BAD_SPECS = {
                   r"\['noise_rate'\] set both in base and in grid"),
     "duplicate-runs": (GOOD.replace("gr: [", "ce2: {loss: ce}\n  gr: ["), r"same id '05_training_run__loss-ce__"),
     "bad-name": (GOOD.replace("name: t", "name: ../t"), r"name='../t' must be a folder name"),
+    "runs-per-kernel-zero": (GOOD + "runs_per_kernel: 0\n", r"runs_per_kernel=0 must be an integer >= 1"),
+    "runs-set-by-user": (GOOD.replace("{epochs: 1}", "{epochs: 1, runs: [[]]}"), r"\['runs'\] in base are set by the runner"),
+    "history-set-by-user": (GOOD.replace("{epochs: 1}", "{epochs: 1, history_path: h.csv}"),
+                            r"\['history_path'\] in base are set by the runner"),
 }
 
 
@@ -234,6 +250,280 @@ def test_external_url_check_catches_cdn_assets():
                                    "https://fonts.example.org/f.css", "https://x.org/i.png"]
 
 
+
+
+def test_runs_per_kernel_needs_a_notebook_with_a_runs_parameter(tmp_path):
+    light_notebook(tmp_path / "plain.ipynb", "pass")
+    path = write_yaml(tmp_path / "s.yaml", "notebooks: [plain.ipynb]\nseeds: 2\nruns_per_kernel: 2\n")
+    with pytest.raises(SpecError, match=r"runs_per_kernel=2 needs notebooks that take a 'runs' parameter.*'plain'"):
+        load_spec(path)
+    assert load_spec(builtin_specs()["tiny"]).runs_per_kernel == 2
+
+
+# -- the report's numbers (fast) ------------------------------------------------------------------
+def test_t_interval_and_paired_difference_follow_the_t_distribution():
+    from scipy import stats as st
+
+    x = np.array([0.90, 0.92, 0.97])
+    iv = stats.t_interval(x)
+    half = st.t.ppf(0.975, 2) * x.std(ddof=1) / math.sqrt(3)
+    assert iv.mean == pytest.approx(x.mean()) and iv.half == pytest.approx(half) and iv.n == 3
+    one = stats.t_interval([0.5, float("nan")])
+    assert one.n == 1 and math.isnan(one.half) and not one.excludes_zero()
+    # paired by seed: a constant per-seed difference is certain even when the seeds vary a lot
+    a = pd.Series([0.70, 0.90, 0.80], index=[0, 1, 2])
+    b = pd.Series([0.68, 0.88, 0.78], index=[2, 1, 0]).sort_index()  # aligned by seed, not by position
+    b = pd.Series([0.68, 0.88, 0.78], index=[0, 1, 2])
+    d = stats.paired_difference(a, b)
+    assert d.mean == pytest.approx(0.02) and d.half == pytest.approx(0.0, abs=1e-12) and d.excludes_zero()
+    shuffled = stats.paired_difference(a, pd.Series([0.78, 0.88, 0.68], index=[2, 1, 0]))
+    assert shuffled.mean == pytest.approx(0.02)  # same pairs whatever the order
+    # unpaired, the same numbers would be inside seed noise
+    assert not stats.t_interval(a.to_numpy() - b.to_numpy()[[1, 2, 0]]).excludes_zero()
+
+
+def _runs_frame(values: dict, metric="final_acc"):
+    """A runs table: {variant: [value per seed]} at one setting (loss = the variant's name before '(')."""
+    rows = []
+    for v, vals in values.items():
+        for seed, x in enumerate(vals):
+            rows.append({"run_id": f"{v}-{seed}", "notebook": "nb", "method": v.split("(")[0], "variant": v,
+                         "loss": v.split("(")[0], "noise_rate": 0.4, "seed": seed,
+                         "status": "ok" if x is not None else "failed", metric: x})
+    return pd.DataFrame(rows)
+
+
+def test_bold_only_when_the_paired_interval_excludes_zero():
+    # GR ahead of GCE by 2 points on every seed: bold
+    clear = _runs_frame({"ce": [0.70, 0.75, 0.72], "gce": [0.90, 0.93, 0.91], "gr": [0.92, 0.95, 0.93]})
+    st = stats.cell_stats(clear, "final_acc", ["variant"], []).set_index("variant")
+    assert st["bold"].tolist() == [False, False, True]
+    assert st.loc["gr", "lead"].mean == pytest.approx(0.02)
+    # the same means, but GR is ahead on two seeds and behind on one: a tie within seed noise, not bold
+    noisy = _runs_frame({"ce": [0.70, 0.75, 0.72], "gce": [0.90, 0.93, 0.91], "gr": [0.97, 0.98, 0.85]})
+    st = stats.cell_stats(noisy, "final_acc", ["variant"], []).set_index("variant")
+    assert st.loc["gr", "mean"] > st.loc["gce", "mean"] and not st["bold"].any()
+    # an exact tie is never bold
+    tie = _runs_frame({"a": [0.9, 0.8, 0.7], "b": [0.9, 0.8, 0.7]})
+    assert not stats.cell_stats(tie, "final_acc", ["variant"], [])["bold"].any()
+    # lower is better: the lowest memorisation is bold when clearly lowest
+    mem = _runs_frame({"ce": [0.9, 0.8, 0.85], "gr": [0.05, 0.06, 0.04]}, metric="noisy_fit")
+    st = stats.cell_stats(mem, "noisy_fit", ["variant"], []).set_index("variant")
+    assert st["bold"].tolist() == [False, True]
+    # one seed: no interval, nothing bold
+    single = _runs_frame({"ce": [0.5], "gr": [0.9]})
+    assert not stats.cell_stats(single, "final_acc", ["variant"], [])["bold"].any()
+
+
+def _data(df, histories=None):
+    return stats.ReportData(runs=df, histories=histories or {}, keys=["variant"], axes=["noise_rate"],
+                            base={"noise": "symmetric"})
+
+
+def test_summary_paragraph_follows_the_numbers():
+    df = _runs_frame({"ce": [0.70, 0.75, 0.72], "gce(q=0.7)": [0.90, 0.93, 0.91], "gr(lam=1, beta=12)": [0.92, 0.95, 0.93]})
+    df["mem_delay"] = [40.0, 50.0, 45.0] + [math.inf] * 6
+    df["noisy_fit"] = [0.9, 0.8, 0.85, 0.1, 0.1, 0.1, 0.05, 0.06, 0.04]
+    df["epochs"] = 150
+    text = stats.setting_summary(_data(df), {"noise_rate": 0.4})
+    gr = stats.t_interval([0.92, 0.95, 0.93])
+    assert text.startswith(f"At 40% symmetric noise, gr(lam=1, beta=12) ends highest ({100 * gr.mean:.1f} ± "
+                           f"{100 * gr.half:.1f}%")
+    assert "its lead over gce(q=0.7) (91.3%) is 2.0 points (95% interval" in text and "within seed noise" not in text
+    assert "GR ends 21.0 points above CE" in text
+    assert "CE fits half of the mislabelled examples by epoch 45 on average" in text
+    assert "GR does not fit half of the mislabelled examples within 150 epochs (at the end: 5%)" in text
+    # swap the numbers: the paragraph follows (CE ahead, GR below, and a lead inside seed noise says so)
+    df2 = _runs_frame({"ce": [0.97, 0.99, 0.86], "gr(lam=1, beta=12)": [0.92, 0.95, 0.93]})
+    text2 = stats.setting_summary(_data(df2), {"noise_rate": 0.4})
+    assert text2.startswith("At 40% symmetric noise, ce ends highest") and "within seed noise" in text2
+    assert "GR ends 0.7 points below CE" in text2
+    # an exact tie: nobody ends highest
+    tie = stats.setting_summary(_data(_runs_frame({"ce": [0.9, 0.8], "gr": [0.8, 0.9]})), {"noise_rate": 0.4})
+    assert "ce and gr end level at 85.0%" in tie and "highest" not in tie and "GR ends 0.0 points above CE" in tie
+    # augmentation as a grid axis is put in words
+    assert stats.describe_point({"augment": True, "noise_rate": 0.2}) == "with augmentation, at 20% symmetric noise"
+    assert stats.describe_point({"augment": False, "noise_rate": 0.0}) == "without augmentation, without label noise"
+
+
+def test_memorisation_delay_and_curve_band():
+    h = pd.DataFrame({"epoch": [1, 2, 3, 4], "noisy_fit": [0.1, 0.3, 0.5, 0.9]})
+    assert stats.memorisation_delay(h) == 3.0
+    assert stats.memorisation_delay(h.assign(noisy_fit=[0.1, 0.2, 0.2, 0.3])) == math.inf
+    assert math.isnan(stats.memorisation_delay(h.assign(noisy_fit=np.nan)))
+    assert stats.delay_text([math.inf, math.inf], 150) == "not reached in 150 epochs"
+    assert stats.delay_text([40.0, math.inf, 50.0]) == "2 of 3 seeds: 45 ± 64"
+    hs = [pd.DataFrame({"epoch": [1, 2], "test_acc": [0.5, 0.9]}), pd.DataFrame({"epoch": [1, 2], "test_acc": [0.7, 1.0]})]
+    band = stats.curve_band(hs, "test_acc")
+    assert band["mean"].tolist() == pytest.approx([0.6, 0.95])
+    assert (band["low"] >= 0).all() and (band["high"] <= 1).all() and band["high"].iloc[1] == 1.0  # clipped
+
+
+@pytest.mark.parametrize("content, reason", [
+    ("epoch,test_acc\n1,0.5\n2,0.", None),                   # a truncated last line still parses: 0.
+    ("", "is not a readable CSV"),
+    ("epoch,test_acc\n1,0.5\n2,abc\n", "holds non-numbers"),
+    ("test_acc\n0.5\n", "has no 'epoch' column"),
+    ("epoch,test_acc\n2,0.5\n1,0.6\n", "epochs must count up from 1"),
+    ("epoch,test_acc\n", "has no epochs"),
+])
+def test_history_reader_refuses_damaged_files_with_a_reason(tmp_path, content, reason):
+    path = tmp_path / "run.history.csv"
+    path.write_text(content)
+    if reason is None:
+        assert len(stats.read_history(path)) == 2
+    else:
+        with pytest.raises(stats.HistoryError, match=reason):
+            stats.read_history(path)
+
+
+def test_reading_damaged_outputs_marks_the_run_never_raises(tmp_path):
+    rec = {"status": "ok", "files": {"metrics": "r.metrics.json", "history": "r.history.csv"}}
+    (tmp_path / "r.history.csv").write_text("epoch,test_acc,noisy_fit\n1,0.5,0.1\n")
+    for text, reason in (('{"final_acc": 0.9', "not valid JSON"), ("[1, 2]", "holds a list"),
+                         ('{"final_acc": 7}', "not an accuracy in \\[0, 1\\]"), ("", "not valid JSON")):
+        (tmp_path / "r.metrics.json").write_text(text)
+        out = stats.read_outputs(tmp_path, rec)
+        assert out.problem and re.search(reason, out.problem), (text, out.problem)
+    (tmp_path / "r.metrics.json").write_text('{"final_acc": 0.9, "best_acc": 0.95, "parameters": {"a": 1}}')
+    out = stats.read_outputs(tmp_path, rec)
+    assert out.problem is None and out.metrics == {"final_acc": 0.9, "best_acc": 0.95} and len(out.history) == 1
+    (tmp_path / "r.history.csv").write_bytes(b"\x00\xff garbage")
+    assert "r.history.csv" in stats.read_outputs(tmp_path, rec).problem
+    assert stats.read_outputs(tmp_path, {"status": "failed", "files": {}}).problem is None
+
+
+def test_selection_keeps_the_validation_choice_when_test_disagrees():
+    def fake(val, test):
+        n = 4
+        return grlib.RunResult(config={}, y_given=np.zeros(n, int), y_true=np.zeros(n, int),
+                               is_noisy=np.zeros(n, bool), num_classes=2, epochs_completed=2,
+                               history={"val_acc": np.array([0.5, val]), "test_acc": np.array([0.5, test])})
+
+    # lr 0.1 has the best test accuracy, lr 0.03 the best (noisy) validation accuracy: 0.03 is kept
+    candidates = {0.01: fake(0.60, 0.80), 0.03: fake(0.75, 0.70), 0.1: fake(0.70, 0.95)}
+    assert choose_by_validation(candidates) == 0.03
+    assert choose_by_validation({0.3: fake(0.7, 0.1), 0.1: fake(0.7, 0.9)}) == 0.1  # a tie: the smaller lr
+    with pytest.raises(ValueError, match="set val_fraction > 0"):
+        choose_by_validation({0.1: fake(float("nan"), 0.9)})
+
+
+def test_kernel_settings_and_run_overrides():
+    settings = {"dataset": "digits", "loss": "gce", "lam": 1.0, "beta": 12.0, "q": 0.5, "epochs": 2, "lr": None,
+                "protocol": "none", "n_train": 0, "hidden": [], "seed": 0}
+    cfg = run_config(**settings)
+    assert cfg.loss_params == {"q": 0.5} and cfg.lr == grlib.RunConfig().lr and cfg.n_train is None
+    jobs = expand_runs(settings, {"metrics_path": "", "history_path": ""},
+                       [{"seed": 1, "metrics_path": "a.json"}, {"seed": 2, "metrics_path": "b.json"}])
+    assert [(s["seed"], o["metrics_path"]) for s, o in jobs] == [(1, "a.json"), (2, "b.json")]
+    with pytest.raises(ValueError, match=r"runs\[0\] sets unknown parameter\(s\) \['sede'\]"):
+        expand_runs(settings, {}, [{"sede": 1}])
+    if "protocol" not in grlib.RunConfig.__dataclass_fields__:
+        with pytest.raises(ValueError, match=r"\['protocol'\] are not run settings"):
+            run_config(**{**settings, "protocol": "paper"})
+
+
+def test_scrubber_removes_places_and_host():
+    import grlib as g
+
+    root = str(Path(g.__file__).resolve().parents[1])
+    text = (f'File "{sys.prefix}/lib/python3.11/site-packages/torch/nn/x.py", line 3\n'
+            f"{root}/grlib/train.py warned; data in {tempfile.gettempdir()}/abc; host myhost.example ok")
+    out = Scrubber({"/srv/report/runs": "."}, host="myhost.example")(text + " /srv/report/runs/a.csv")
+    assert "<python>/lib/python3.11/site-packages/torch" in out and "<grlib>/grlib/train.py" in out
+    assert "<host>" in out and "myhost.example" not in out and "./a.csv" in out
+    assert absolute_paths_in(out) == []
+
+
+# -- the runner's refusals (fast: nothing runs) -------------------------------------------------------
+@pytest.mark.parametrize("address", ["garbage", "tcp://host", "tcp://:8786", "host:99999", "http://h:1", ""])
+def test_bad_scheduler_address_is_refused_with_the_form(address):
+    with pytest.raises(SchedulerError, match=r"tcp://HOST:PORT"):
+        check_scheduler_address(address)
+    assert check_scheduler_address("127.0.0.1:8786") == "tcp://127.0.0.1:8786"
+    assert check_scheduler_address("tls://[::1]:8786") == "tls://[::1]:8786"
+
+
+def _cli(args, **kw):
+    """``grlib report ARGS`` in a subprocess: (returncode, stdout, stderr)."""
+    p = subprocess.run([sys.executable, "-m", "grlib.report.cli", *args], capture_output=True, text=True,
+                       timeout=kw.pop("timeout", 300), **kw)
+    return p.returncode, p.stdout, p.stderr
+
+
+def _one_line_error(stderr: str) -> str:
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    assert "Traceback" not in stderr, stderr
+    assert lines and lines[-1].startswith("grlib report: error:"), stderr
+    return lines[-1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_scheduler_garbage_and_closed_port_exit_2_before_any_folder(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert report_main(["tiny", "--out", str(out), "--scheduler", "garbage"]) == 2
+    assert "tcp://HOST:PORT" in _one_line_error(capsys.readouterr().err)
+    port = _free_port()  # nothing listens there
+    code, _, err = _cli(["tiny", "--out", str(out), "--scheduler", f"tcp://127.0.0.1:{port}", "--quiet"])
+    line = _one_line_error(err)
+    assert code == 2 and "connection refused" in line and str(port) in line
+    assert not out.exists(), "a refused scheduler must not create the report folder"
+
+
+def test_scheduler_port_that_accepts_but_never_answers_times_out_clearly(tmp_path):
+    with socket.socket() as listener:  # accepts connections (the kernel's backlog) and never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        address = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+        with pytest.raises(SchedulerError, match="did not answer as a Dask scheduler within 1 s"):
+            run_report("tiny", scheduler=address, out=tmp_path / "out", progress=False, connect_timeout=1)
+        code, _, err = _cli(["tiny", "--out", str(tmp_path / "out"), "--scheduler", address, "--connect-timeout", "2",
+                             "--quiet"], timeout=120)
+        assert code == 2 and "did not answer as a Dask scheduler" in _one_line_error(err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_sigterm_during_the_scheduler_connection_exits_promptly(tmp_path):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        address = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+        proc = subprocess.Popen([sys.executable, "-m", "grlib.report.cli", "tiny", "--out", str(tmp_path / "out"),
+                                 "--scheduler", address, "--connect-timeout", "600", "--quiet"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            line = proc.stderr.readline()  # printed just before connecting
+            assert "connecting to the Dask scheduler" in line, line
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)  # far below the 600 s connection timeout
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_folder_refusals_overwrite_nothing(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    assert report_main(["tiny", "--out", str(afile), "--quiet"]) == 2  # F10: --out is a file
+    assert "is a file, not a folder" in _one_line_error(capsys.readouterr().err) and afile.read_text() == "keep me"
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "tiny").write_text("not a folder")  # F11: a file where the report folder should be
+    assert report_main(["tiny", "--out", str(out), "--quiet"]) == 2
+    assert "is a file where the report folder should be" in _one_line_error(capsys.readouterr().err)
+    assert (out / "tiny").read_text() == "not a folder"
+    with pytest.raises(ReportFolderError, match="is a file, not a folder"):
+        run_report("tiny", out=afile / "deeper", progress=False)
+
+
 # -- real sweeps (slow) -----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_execute_notebook_from_threads_keeps_each_kernel_in_its_cwd(tmp_path, scratch):
@@ -257,8 +547,32 @@ def test_execute_notebook_from_threads_keeps_each_kernel_in_its_cwd(tmp_path, sc
     assert os.getcwd() == cwd0
 
 
+def _text_files(folder: Path):
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.suffix in (".html", ".ipynb", ".json", ".csv", ".yaml", ".txt") or p.name == ".lock":
+            yield p
+
+
+def assert_portable(report: Path, *extra: str):
+    """No file of the report folder names an absolute path of this machine or its host name."""
+    import grlib as g
+
+    places = {str(Path(g.__file__).resolve().parents[1]), sys.prefix, str(Path.home()), *extra}
+    host = socket.gethostname()
+    for p in sorted(report.rglob("*")):
+        if not p.is_file():
+            continue
+        data = p.read_bytes()
+        for place in places:
+            assert place.encode() not in data, f"{p.relative_to(report)} names {place}"
+        if p in set(_text_files(report)):
+            text = data.decode("utf-8", errors="replace")
+            assert absolute_paths_in(text) == [], f"{p.relative_to(report)}: {absolute_paths_in(text)[:3]}"
+            assert not re.search(rf"(?<![\w.-]){re.escape(host)}(?![\w-])", text), f"{p.name} names the host"
+
+
 @pytest.mark.slow
-def test_tiny_spec_end_to_end_then_cached(tmp_path, scratch):
+def test_tiny_spec_end_to_end_then_cached_then_a_damaged_run_reruns(tmp_path, scratch):
     out = tmp_path / "reports"
     summary = run_report(TINY, workers=2, out=out, progress=False)
     report = out / "tiny"
@@ -266,48 +580,100 @@ def test_tiny_spec_end_to_end_then_cached(tmp_path, scratch):
     ids = [r.run_id for r in spec.runs()]
     assert summary.ok and summary.exit_code == 0, summary.format()
     assert (summary.n_runs, summary.n_executed, summary.n_cached) == (len(ids), len(ids), 0)
+    assert summary.kernels == len(ids) // 2  # runs_per_kernel: 2
 
     for run in spec.runs():
         base = report / "runs" / run.run_id
-        nb = nbformat.read(str(base) + ".ipynb", as_version=4)
-        # the executed notebook records its parameters; files are named relative to runs/
-        assert nb.metadata.papermill.parameters == {**run.parameters, "metrics_path": f"{run.run_id}.metrics.json",
-                                                    "figures_dir": f"{run.run_id}.figures"}
-        assert not nb.metadata.papermill.exception
-        m = json.loads(Path(str(base) + ".metrics.json").read_text())
-        assert 0 <= m["final_acc"] <= m["best_acc"] <= 1 and m["parameters"]["seed"] == run.seed
-        assert m["method"] == run.label
-        figs = sorted(p.suffix for p in Path(str(base) + ".figures").iterdir())
-        assert figs.count(".png") == 2 and figs.count(".pdf") == 2
-        page = Path(str(base) + ".html").read_text()
-        assert "Key numbers for the batch report" in page and external_urls(page) == []
+        m = read_manifest(report / "runs", run.run_id)
+        assert m["kernel"]["runs"] == 2 and verify_manifest(report / "runs", m) is None
+        assert set(m["checksums"]) >= {m["files"][k] for k in ("notebook", "html", "metrics", "history")}
+        assert "host" not in m
+        nb = nbformat.read(str(report / "runs" / m["files"]["notebook"]), as_version=4)
+        pm = nb.metadata.papermill
+        assert pm.input_path == "05_training_run.ipynb" and pm.output_path == m["files"]["notebook"]
+        own = [r for r in pm.parameters["runs"] if r["metrics_path"] == f"{run.run_id}.metrics.json"]
+        assert own == [{"seed": run.seed, "metrics_path": f"{run.run_id}.metrics.json",
+                        "history_path": f"{run.run_id}.history.csv", "figures_dir": f"{run.run_id}.figures"}]
+        assert not pm.exception
+        metrics = json.loads(Path(str(base) + ".metrics.json").read_text())
+        assert 0 <= metrics["final_acc"] <= metrics["best_acc"] <= 1 and metrics["parameters"]["seed"] == run.seed
+        assert metrics["method"] == run.label and metrics["train_seconds"] > 0
+        history = pd.read_csv(str(base) + ".history.csv")
+        assert list(history["epoch"]) == [1, 2, 3]
+        assert history["test_acc"].iloc[-1] == pytest.approx(metrics["final_acc"])
+        assert history["test_acc"].max() == pytest.approx(metrics["best_acc"])
+        if run.parameters["noise_rate"] > 0:
+            assert history["noisy_fit"].iloc[-1] == pytest.approx(metrics["noisy_fit"])
+        assert not Path(str(base) + ".figures").exists()  # figures: false in the spec
+        page = (report / "runs" / m["files"]["html"]).read_text()
+        assert "Train" in page and external_urls(page) == []
     assert not list((report / "runs" / ".tmp").glob("*")), "temporary run folders left behind"
 
-    # the report: every run, both accuracies, the figures, links, offline
+    # the page: findings with a paragraph per setting, curves drawn from the histories, sortable tables, offline
     index = (report / "index.html").read_text()
     assert external_urls(index) == []
-    for section in ("Final test accuracy (after the last epoch)", "Best test accuracy (highest over the epochs)",
-                    "Best settings per grid point", "Figures", "Runs", "Spec"):
-        assert section in index
+    for section in ("Findings", "At 40% symmetric noise", "Without label noise", "Across settings",
+                    "Final test accuracy (%, after the last epoch)", "Runs", "Spec", "95% Student-t interval"):
+        assert section in index, section
     for rid in ids:
-        assert f'href="runs/{rid}.html"' in index and f'href="runs/{rid}.ipynb"' in index
-    for fig in ("accuracy_vs_noise_rate", "memorisation_vs_noise_rate"):
+        assert f'href="runs/{rid}.history.csv"' in index and f'href="runs/{rid}.metrics.json"' in index
+    for fig in ("curves__noise_rate-0.4", "curves__noise_rate-0", "accuracy_vs_noise_rate"):
         assert f'src="figures/{fig}.png"' in index and (report / "figures" / f"{fig}.pdf").is_file()
+    assert index.count('<table class="sortable') >= 5 and "<script>" in index
     table = pd.read_csv(report / "runs.csv")
-    assert len(table) == len(ids) and set(table["status"]) == {"ok"}
-    # the summary tables are the mean and std over the two seeds
+    assert len(table) == len(ids) and set(table["status"]) == {"ok"} and table["train_seconds"].gt(0).all()
     ce = table[(table["variant"] == "ce") & (table["noise_rate"] == 0.4)]["final_acc"]
-    assert f"{ce.mean():.3f} ± {ce.std():.3f}" in index
-    assert "gr(lam=1, beta=12)" in index and "tiny" in (report / "spec.yaml").read_text()
+    iv = stats.t_interval(ce)
+    assert f"{100 * iv.mean:.1f} ± {100 * iv.half:.1f}" in index  # the tables show mean ± 95% t-interval
+    assert_portable(report, str(tmp_path), str(scratch))
 
-    # second invocation: everything cached, nothing executed again
+    # second invocation: everything cached (checksums verified), nothing executed again
     before = {rid: m["finished"] for rid, m in manifests(report).items()}
     mtimes = {p: p.stat().st_mtime_ns for p in (report / "runs").glob("*.ipynb")}
     again = run_report(TINY, workers=2, out=out, progress=False)
-    assert (again.n_executed, again.n_cached, again.n_failed) == (0, len(ids), 0)
+    assert (again.n_executed, again.n_cached, again.n_failed) == (0, len(ids), 0), (
+        "grlib's source changed between the two invocations?", {m["grlib"] for m in manifests(report).values()})
     assert {rid: m["finished"] for rid, m in manifests(report).items()} == before
     assert {p: p.stat().st_mtime_ns for p in (report / "runs").glob("*.ipynb")} == mtimes
-    assert (report / "index.html").is_file()
+
+    # F03: a finished run's metrics truncated -> not trusted: that run (only) is executed again, whole
+    victim = ids[2]
+    metrics_file = report / "runs" / f"{victim}.metrics.json"
+    metrics_file.write_text(metrics_file.read_text()[:40])
+    # the page built from the damaged folder (no rerun) marks the run damaged instead of crashing
+    records = [{**read_manifest(report / "runs", r.run_id), "cached": True} for r in spec.runs()]
+    build_report(spec, report, spec.runs(), records, context={"workers": 1, "elapsed_s": 0.0})
+    damaged = pd.read_csv(report / "runs.csv").set_index("run_id").loc[victim]
+    assert damaged["status"] == "damaged" and "not valid JSON" in damaged["error"]
+    assert "1 run(s) failed or are damaged" in (report / "index.html").read_text()
+    fixed = run_report(TINY, workers=2, out=out, progress=False)
+    assert (fixed.n_executed, fixed.n_cached, fixed.n_failed) == (1, len(ids) - 1, 0)
+    assert [r["run_id"] for r in fixed.records if not r["cached"]] == [victim]
+    assert json.loads(metrics_file.read_text())["final_acc"] > 0
+    assert set(pd.read_csv(report / "runs.csv")["status"]) == {"ok"}
+    # a damaged history is caught the same way
+    hist = report / "runs" / f"{ids[5]}.history.csv"
+    hist.write_text(hist.read_text().replace("\n2,", "\nx,"))
+    again = run_report(TINY, out=out, progress=False)
+    assert [r["run_id"] for r in again.records if not r["cached"]] == [ids[5]] and again.ok
+
+
+@pytest.mark.slow
+def test_notebook_05_chooses_the_learning_rate_on_noisy_validation(tmp_path, scratch):
+    params = {"epochs": 2, "loss": "ce", "lrs": [0.001, 0.1], "val_fraction": 0.3, "figures": False,
+              "metrics_path": "m.json", "history_path": "h.csv", "figures_dir": "figs"}
+    execute_notebook(NB05, tmp_path / "out.ipynb", params, cwd=tmp_path)
+    m = json.loads((tmp_path / "m.json").read_text())
+    sel = m["lr_selection"]
+    assert [s["lr"] for s in sel] == [0.001, 0.1]
+    best = max(sel, key=lambda s: (s["val_acc"], -s["lr"]))
+    assert m["lr"] == best["lr"] and [s["chosen"] for s in sel] == [s is best for s in sel]
+    assert m["val_acc"] == pytest.approx(best["val_acc"]) and "test_acc" not in json.dumps(sel)
+    assert m["config"]["lr"] == best["lr"] and m["train_seconds"] > 0
+    h = pd.read_csv(tmp_path / "h.csv")
+    assert h["lr"].eq(best["lr"]).all() and h["val_acc"].notna().all()
+    with pytest.raises(Exception, match="needs a noisy validation split"):
+        execute_notebook(NB05, tmp_path / "out2.ipynb", {**params, "val_fraction": 0.0}, cwd=tmp_path)
 
 
 @pytest.mark.slow
@@ -347,7 +713,8 @@ def test_failing_notebook_is_isolated_and_reported(tmp_path, scratch, capsys):
     assert index.count('<tr id="run-') == 6
     assert len(re.findall(r'<tr id="run-\d+" class="failed">', index)) == 2  # the runs table's failed rows
     assert "(1 of 3 failed)" in index                      # in the summary tables, per noise rate
-    assert "2 run(s) failed" in index
+    assert "2 run(s) failed or are damaged" in index
+    assert_portable(report, str(tmp_path))                  # tracebacks too
     table = pd.read_csv(report / "runs.csv")
     assert list(table.sort_values("run_id")["status"]) == ["ok", "failed", "ok", "ok", "failed", "ok"]
 
@@ -367,7 +734,10 @@ def test_failing_notebook_is_isolated_and_reported(tmp_path, scratch, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_killed_sweep_resumes_with_only_the_missing_runs(sig, tmp_path, scratch):
-    light_notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(2)")
+    light_notebook(tmp_path / "slow.ipynb", """\
+        import pathlib, time
+        pathlib.Path(f"started-{seed}").write_text("x")   # in the run's working folder, runs/.tmp/<run>/
+        time.sleep(2)""")
     spec = write_yaml(tmp_path / "slow.yaml", """\
         name: slow
         notebooks: [slow.ipynb]
@@ -378,14 +748,14 @@ def test_killed_sweep_resumes_with_only_the_missing_runs(sig, tmp_path, scratch)
     proc = subprocess.Popen([sys.executable, "-m", "grlib.report.cli", str(spec), "--workers", "1", "--out",
                              str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while not list(runs_dir.glob("*.manifest.json")):
+        deadline = time.monotonic() + 180
+        # kill on a condition: a run has finished and the next one has started its notebook
+        while not (list(runs_dir.glob("*.manifest.json")) and list(runs_dir.glob(".tmp/*/started-*"))):
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "no run finished in time"
-            time.sleep(0.1)
-        time.sleep(0.8)  # the next run is under way
+            time.sleep(0.05)
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -411,17 +781,62 @@ def test_killed_sweep_resumes_with_only_the_missing_runs(sig, tmp_path, scratch)
 
 
 @pytest.mark.slow
-def test_tiny_spec_on_a_dask_cluster(tmp_path, scratch):
+def test_a_spec_on_a_dask_cluster(tmp_path, scratch):
     from distributed import LocalCluster
 
+    light_notebook(tmp_path / "light.ipynb", "pass")
+    spec = write_yaml(tmp_path / "light.yaml", """\
+        name: light
+        notebooks: [light.ipynb]
+        grid: {noise_rate: [0.2, 0.4]}
+        seeds: 2
+        """)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
                       local_directory=str(scratch / "tmp")) as cluster:
-        summary = run_report(TINY, scheduler=cluster.scheduler_address, out=tmp_path / "reports", progress=False)
+        summary = run_report(spec, scheduler=cluster.scheduler_address, out=tmp_path / "reports", progress=False)
+        # a Dask worker's address is not a scheduler's: refused clearly
+        worker = next(iter(cluster.scheduler_info["workers"]))
+        with pytest.raises(SchedulerError, match="not a Dask scheduler"):
+            run_report(spec, scheduler=worker, out=tmp_path / "other", progress=False, connect_timeout=5)
     assert summary.ok, summary.format()
-    assert summary.n_executed == summary.n_runs == len(load_spec(TINY).runs())
-    report = tmp_path / "reports" / "tiny"
+    assert summary.n_executed == summary.n_runs == 4
+    report = tmp_path / "reports" / "light"
     ms = manifests(report)
     assert len(ms) == summary.n_runs and {m["status"] for m in ms.values()} == {"ok"}
     assert os.getpid() not in {m["pid"] for m in ms.values()}  # executed in the Dask worker processes
     index = (report / "index.html").read_text()
     assert index.count('<tr id="run-') == summary.n_runs and external_urls(index) == []
+    assert "a Dask cluster" in index and cluster.scheduler_address not in index
+
+
+@pytest.mark.slow
+def test_read_only_report_folder_is_one_clear_line(tmp_path, scratch):
+    """F12: all runs cached, the report folder read-only: exit 2 with one line, nothing changed.
+
+    Read-only means mode 0555/0444 for a normal user; root writes through modes, so as root the
+    folder is made immutable (chattr +i) instead.
+    """
+    light_notebook(tmp_path / "light.ipynb", "pass")
+    spec = write_yaml(tmp_path / "light.yaml", "name: light\nnotebooks: [light.ipynb]\nseeds: 2\n")
+    out = tmp_path / "out"
+    assert run_report(spec, out=out, progress=False).ok
+    paths = [out / "light", *(out / "light").rglob("*")]
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else None) for p in paths}
+    as_root = os.geteuid() == 0
+    if as_root:
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "-R", "+i", str(out / "light")]).returncode:
+            pytest.skip("running as root on a file system without immutable files (chattr)")
+    else:
+        for p in paths:
+            os.chmod(p, 0o555 if p.is_dir() else 0o444)
+    try:
+        code, _, err = _cli([str(spec), "--out", str(out), "--quiet"])
+        line = _one_line_error(err)
+        assert code == 2 and re.search(r"is not writable|cannot write the report folder", line), line
+    finally:
+        if as_root:
+            subprocess.run(["chattr", "-R", "-i", str(out / "light")], check=True)
+        else:
+            for p in paths:
+                os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else None) for p in paths} == before
