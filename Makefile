@@ -13,7 +13,7 @@ export IPYTHONDIR          := $(SCRATCH)/ipython
 export MPLCONFIGDIR        := $(SCRATCH)/matplotlib
 export PYTHONUNBUFFERED    := 1
 
-.PHONY: install test report compare data tune lab bench bench-recorder clean
+.PHONY: install test report compare data tune lab bench bench-recorder bench-ddp clean
 
 install: $(STAMP)
 
@@ -49,6 +49,9 @@ bench: install
 
 bench-recorder: install
 	$(PY) benchmarks/bench_recorder.py all
+
+bench-ddp: install
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_ddp.py
 
 clean:
 	rm -rf $(SCRATCH) reports .pytest_cache

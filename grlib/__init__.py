@@ -4,7 +4,8 @@ Public names are re-exported here; see the submodules for details:
 :mod:`grlib.emphasis`, :mod:`grlib.losses`, :mod:`grlib.noise`, :mod:`grlib.data`,
 :mod:`grlib.models`, :mod:`grlib.config`, :mod:`grlib.train`, :mod:`grlib.results`,
 :mod:`grlib.metrics`, :mod:`grlib.io`, :mod:`grlib.recorder`, :mod:`grlib.loader`,
-:mod:`grlib.augment`, :mod:`grlib.scores`, :mod:`grlib.corruption`, :mod:`grlib.lightning` (needs lightning).
+:mod:`grlib.augment`, :mod:`grlib.scores`, :mod:`grlib.corruption`, :mod:`grlib.distributed` (GR over the
+global batch under DDP), :mod:`grlib.lightning` (needs lightning).
 """
 from importlib.metadata import PackageNotFoundError, version as _version
 

@@ -24,6 +24,12 @@ Lightning owns the loop, so two things must reach the callback:
     trainer.fit(Module(), DataLoader(grlib.IndexedDataset(train_set), batch_sampler=grlib.EqualBatchSampler(...)))
     result = rec.result                                     # a grlib.RunResult, after fit
 
+Under a DDP strategy (``Trainer(strategy="ddp")``) pass ``distributed=True``
+(each epoch is merged across ranks, rank 0 writes the folder) and train with
+``grlib.GRLoss(normalize="global")``, returning ``loss_fn.reduce(out.values)``
+as the loss (the exact global-batch loss; ``out.values.mean()`` is exact only
+when every rank has the same number of examples).
+
 At each epoch's end the callback passes Lightning's logged scalar metrics
 (``trainer.callback_metrics``: e.g. ``val_acc`` logged by ``validation_step``)
 to the Recorder's history.  (Lightning runs callbacks' ``on_train_epoch_end``
