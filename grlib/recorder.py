@@ -277,7 +277,7 @@ class Recorder:
                              f"targets {targets.shape[0]}")
         if index.device.type == "cpu" and not self._force_device_checks:  # on the host: no device sync
             if b:
-                lo, hi = int(index.min()), int(index.max())
+                lo, hi = (int(v) for v in torch.aminmax(index))
                 if lo < 0 or hi >= self.n:
                     raise IndexError(f"{what}: index holds values in [{lo}, {hi}], outside [0, {self.n}) "
                                      f"(n_examples={self.n})")
