@@ -50,10 +50,10 @@
 # AUC of the mean `p` is far above 0.5 (0.5 is chance).
 #
 # **Afterwards.** The run folder this notebook writes is an ordinary saved run:
-# notebooks 02 (trajectories) and 03 (separation) analyse it when given
-# `run_dir=<that folder>` (`papermill notebooks/03_clean_noisy_separation.ipynb
-# out.ipynb -p run_dir <folder>`), and `grlib.RunResult.load(folder)` reads it
-# back memory-mapped.
+# notebooks 02 (trajectories), 03 (separation) and 07 (data map) analyse it
+# when given `run_dir=<that folder>` (`papermill
+# notebooks/03_clean_noisy_separation.ipynb out.ipynb -p run_dir <folder>`),
+# and `grlib.RunResult.load(folder)` reads it back memory-mapped.
 
 # %% tags=["parameters"]
 epochs: int = 30  # training epochs
@@ -65,7 +65,7 @@ batchnorm: bool = False  # a BatchNorm2d layer after each convolution of the CNN
 shift: int = 1  # augmentation: random shift of up to this many pixels per axis (0: none)
 noise_rate: float = 0.4  # synthetic symmetric label noise: share of training labels corrupted, in (0, 1)
 seed: int = 0  # label noise, initialisation, batch order and augmentation
-run_dir: str = ""  # folder the Recorder writes to (a run already there is replaced); empty: a folder in figures_dir/runs
+run_dir: str = ""  # folder the Recorder writes to (a run already there is replaced); empty: one in figures_dir/runs
 figures_dir: str = ""  # where the figures go (PNG and PDF); empty: the repository's figures/
 metrics_path: str = ""  # JSON file for the key numbers; empty: <figures_dir>/<figure stem>.json
 progress: bool = False  # a progress bar over epochs
@@ -83,11 +83,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 import grlib
-from grlib.augment import Augment
 from grlib.figures import METHOD_COLORS, default_figures_dir, figure_name, save_figure, use_style
 from grlib.plotting import (plot_history, plot_p_heatmap, plot_roc, plot_separation_auc, plot_share_above,
                             plot_trajectories, plot_weight_histogram)
-from grlib.scores import find_label_issues
 from grlib.views import iter_record_rows, record_row, separation_by_epoch, share_above, weight_share_noisy
 
 use_style()
@@ -147,7 +145,7 @@ print(f"{noisy.is_noisy.sum()} training labels corrupted ({noisy.realised_rate:.
 # sum to 1 in every batch, whatever its size. A plain `DataLoader` with
 # `batch_size=64` ends each epoch on digits with a short batch of
 # `1347 mod 64 = 3` examples, and each of those three gets about 20 times the
-# average weight, every epoch (grlib's GR loss warns when it sees such a
+# average weight, every epoch (grlib's GR loss warns once when it sees such a
 # batch). `EqualBatchSampler` splits the epoch into `ceil(n / batch_size)`
 # batches whose sizes differ by at most one. `drop_last=True` is the other fix
 # (it leaves a few examples out of each epoch; the recorder counts them as
@@ -158,7 +156,7 @@ train_set = TensorDataset(x_train, y_train)  # your own Dataset: anything with _
 indexed = grlib.IndexedDataset(
     train_set,
     labels=labels,  # synthetic noise
-    transform=Augment((1, 8, 8), shift=shift),  # or any callable x -> x that uses torch's random generator
+    transform=grlib.Augment((1, 8, 8), shift=shift),  # or any callable x -> x; its draws are seeded per example
     seed=seed,
 )
 sampler = grlib.EqualBatchSampler(n, batch_size, seed=seed)
@@ -334,12 +332,13 @@ pd.Series({"AUC of mean p": auc_mean_p, f"AUC of p at epoch {epochs}": auc_last_
 #
 # What a user with real data does next: rank the examples by how little the
 # model believed their given label, and look at the top of the list.
-# `find_label_issues` ranks by the mean `p` (`confidence`) and picks how many
-# to flag from a two-component mixture on that score; it never looks at the
-# noise mask. Here we can check the flagged examples against it.
+# `grlib.find_label_issues` ranks by the mean `p` (`confidence`) and picks how
+# many to flag from a two-component mixture on that score; it never looks at
+# the noise mask. Here we can check the flagged examples against it. Notebook
+# 07 (data map) shows every score of a saved run: `run_dir=<the folder>`.
 
 # %%
-flagged = find_label_issues(result)
+flagged = grlib.find_label_issues(result)
 precision = float(result.is_noisy[flagged].mean()) if flagged.size else float("nan")
 recall = float(result.is_noisy[flagged].sum() / result.is_noisy.sum())
 print(f"flagged {flagged.size} examples ({flagged.size / n:.1%} of the training set); "
@@ -355,7 +354,9 @@ pd.DataFrame({"index": flagged[:10], "given label": result.y_given[flagged[:10]]
 # (one `[epochs, n]` array per field), the labels, the running summaries and
 # the history. `grlib.RunResult.load` maps the records instead of reading
 # them, so a run of a million examples over a hundred epochs opens at once and
-# is read one epoch at a time (`result.iter_record`).
+# is read one epoch at a time (`result.iter_record`). The same folder is what
+# notebooks 02, 03 and 07 take as `run_dir`, e.g. `papermill
+# notebooks/02_weight_trajectories.ipynb out.ipynb -p run_dir <folder>`.
 
 # %%
 loaded = grlib.RunResult.load(run_path)

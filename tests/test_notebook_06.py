@@ -16,10 +16,10 @@ import json
 import math
 import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import grlib
 from grlib.figures import figure_name
@@ -99,10 +99,12 @@ def test_deleting_the_marked_lines_gives_the_loop_for_real_data(tmp_path, monkey
     assert not used, f"unmarked lines before the loop still use the synthetic noise: {used}"
     scope: dict = {}
     exec(compile(cells[0], "parameters", "exec"), scope)  # the parameters cell, then the test's overrides
-    scope.update(epochs=2, seed=3, figures_dir=str(tmp_path / "figs"), run_dir=str(tmp_path / "real-run"))
+    scope.update(epochs=2, seed=3, batchnorm=True, figures_dir=str(tmp_path / "figs"),
+                 run_dir=str(tmp_path / "real-run"))
     for k, cell in enumerate(cells[1:], start=1):
         exec(compile(cell, f"cell {k}", "exec"), scope)
     result = scope["result"]
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in scope["model"]) == 2  # batchnorm=True: the user's BN CNN
     assert result.is_noisy is None and result.y_true is None and not result.has_mask
     assert np.array_equal(result.y_given, grlib.load_dataset("digits").y_train), "real data keeps its own labels"
     assert "noise_rate" not in result.config
