@@ -92,7 +92,8 @@ def resolve_epochs(result, field: str, epochs: Sequence[int]) -> list[int]:
             raise TypeError(f"epoch {e!r} must be an integer (1-based, or -1 for the last)")
         e = int(kept[-1]) if e == -1 else int(e)
         if e not in kept:
-            shown = f"{kept[0]}..{kept[-1]}" if np.array_equal(kept, np.arange(kept[0], kept[-1] + 1)) else kept.tolist()
+            contiguous = np.array_equal(kept, np.arange(kept[0], kept[-1] + 1))
+            shown = f"{kept[0]}..{kept[-1]}" if contiguous else kept.tolist()
             raise ValueError(f"epoch {e} of record {field!r} was not recorded; recorded epochs: {shown} "
                              "(or -1 for the last)")
         out.add(e)
@@ -161,7 +162,8 @@ def group_masks(result) -> list[tuple[str, np.ndarray]]:
 
 # -- run-level numbers -------------------------------------------------------------------------
 def run_label(result, default: str = "run") -> str:
-    """A short label: the loss and its parameters (``gr(lam=1, beta=12)``) when the settings name them, else ``default``."""
+    """A short label: the loss and its parameters (``gr(lam=1, beta=12)``) when the run's settings name a
+    loss, else ``default``."""
     from .plotting import method_label
 
     cfg = result.config or {}
@@ -320,7 +322,8 @@ def weight_share_noisy(result) -> pd.Series:
     Needs the noise mask and the ``weight`` record: raises ValueError otherwise.
     """
     if not has_mask(result):
-        raise ValueError("weight_share_noisy needs the run's noise mask, and this run has none (result.is_noisy is None)")
+        raise ValueError("weight_share_noisy needs the run's noise mask, and this run has none "
+                         "(result.is_noisy is None)")
     _check_field(result, "weight")
     noisy = np.asarray(result.is_noisy, dtype=bool)
     epochs, shares = [], []

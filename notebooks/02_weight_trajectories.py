@@ -43,7 +43,7 @@
 # mislabelled) are skipped for runs that do not have one.
 
 # %% tags=["parameters"]
-run_dir: str = ""  # saved run folder(s) to analyse instead of training: one, or two separated by a comma; empty: train CE and GR here
+run_dir: str = ""  # saved run folder(s) to analyse instead of training, two separated by a comma; empty: train here
 dataset: str = "digits"  # digits | moons | fashion_mnist (fashion_mnist needs the cache: `grlib data fetch`)
 n_train: int = 0  # stratified training subset size; 0 keeps the whole training split
 noise: str = "symmetric"  # none | symmetric | pair

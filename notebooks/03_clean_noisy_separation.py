@@ -55,7 +55,7 @@
 # lowest `p_i`) lists the candidates for a look at their labels.
 
 # %% tags=["parameters"]
-run_dir: str = ""  # saved run folder(s) to analyse instead of training: one, or two separated by a comma; empty: train CE and GR here
+run_dir: str = ""  # saved run folder(s) to analyse instead of training, two separated by a comma; empty: train here
 dataset: str = "digits"  # digits | moons | fashion_mnist (fashion_mnist needs the cache: `grlib data fetch`)
 n_train: int = 0  # stratified training subset size; 0 keeps the whole training split
 noise: str = "symmetric"  # none | symmetric | pair
@@ -81,8 +81,8 @@ import pandas as pd
 import grlib
 from grlib.figures import METHOD_COLORS, default_figures_dir, figure_name, save_figure, use_style
 from grlib.plotting import plot_distribution_grid, plot_image_grid, plot_roc, plot_separation_auc, shades
-from grlib.views import (has_mask, load_runs, p_field, ranked_examples, record_row, recorded_epochs,
-                         resolve_epochs, run_images, separation_by_epoch)
+from grlib.views import (has_mask, load_runs, ranked_examples, record_row, resolve_epochs, run_images,
+                         separation_by_epoch)
 
 use_style()
 
@@ -274,7 +274,8 @@ if images[last] is None or any(images[label] is None for label in results):
 else:
     rows = {f"{label}: weighted least": (label, rank_tables[(label, "least")]["index"].to_numpy()) for label in results}
     lowest = record_row(results[last], PF, -1)
-    rows[f"{last}: lowest p"] = (last, np.argsort(np.where(np.isfinite(lowest), lowest, np.inf), kind="stable")[:n_show])
+    order = np.argsort(np.where(np.isfinite(lowest), lowest, np.inf), kind="stable")  # unseen examples last
+    rows[f"{last}: lowest p"] = (last, order[:n_show])
     fig = plt.figure(figsize=(1.3 * n_show, 1.9 * len(rows)))
     for sub, (title, (label, idx)) in zip(fig.subfigures(len(rows), 1), rows.items()):
         res, (x_raw, image_shape, _) = results[label], images[label]

@@ -88,7 +88,8 @@ if headless:
         "test_acc": result.history["test_acc"][: result.epochs_completed],
         "figures": [p.name for p in saved],
     }
-    metrics_file = grlib.write_metrics(metrics, metrics_path or out_dir / f"{grlib.figures.figure_name(STEM, **fig_params)}.json")
+    default_json = out_dir / f"{grlib.figures.figure_name(STEM, **fig_params)}.json"
+    metrics_file = grlib.write_metrics(metrics, metrics_path or default_json)
     print(tuner.status_text)
     print("saved:", ", ".join(p.name for p in saved), "and", metrics_file)
 
