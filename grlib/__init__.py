@@ -4,7 +4,7 @@ Public names are re-exported here; see the submodules for details:
 :mod:`grlib.emphasis`, :mod:`grlib.losses`, :mod:`grlib.noise`, :mod:`grlib.data`,
 :mod:`grlib.models`, :mod:`grlib.config`, :mod:`grlib.train`, :mod:`grlib.results`,
 :mod:`grlib.metrics`, :mod:`grlib.io`, :mod:`grlib.recorder`, :mod:`grlib.loader`,
-:mod:`grlib.augment`, :mod:`grlib.scores`, :mod:`grlib.corruption`, :mod:`grlib.distributed` (GR over the
+:mod:`grlib.augment`, :mod:`grlib.scores`, :mod:`grlib.corruption`, :mod:`grlib.views` (what the notebooks show, for any saved run), :mod:`grlib.distributed` (GR over the
 global batch under DDP), :mod:`grlib.lightning` (needs lightning).
 """
 from importlib.metadata import PackageNotFoundError, version as _version
@@ -29,6 +29,7 @@ from .noise import NoisyLabels, add_label_noise, pair_noise, symmetric_noise, tr
 from .recorder import Recorder
 from .scores import SCORES, ThresholdSamples, find_label_issues, label_issues_frame, make_threshold_samples
 from .results import RECORD_FIELDS, RunLoadError, RunResult
+from .views import load_runs, relative_weights
 from .train import NonFiniteLossError, evaluate, predict_proba, prepare, train
 
 __all__ = [
@@ -40,5 +41,5 @@ __all__ = [
     "NoisyLabels", "add_label_noise", "pair_noise", "symmetric_noise", "transition_noise", "RunResult",
     "NonFiniteLossError", "evaluate", "predict_proba", "prepare", "train", "Recorder", "RECORD_FIELDS",
     "RunLoadError", "EqualBatchSampler", "IndexedDataset", "GRBatchWarning", "Augment", "augment_for",
-    "NoisyData", "add_data_noise", "add_outliers", "corrupt_inputs", "SCORES", "ThresholdSamples", "find_label_issues", "label_issues_frame", "make_threshold_samples",
+    "load_runs", "relative_weights", "NoisyData", "add_data_noise", "add_outliers", "corrupt_inputs", "SCORES", "ThresholdSamples", "find_label_issues", "label_issues_frame", "make_threshold_samples",
 ]

@@ -46,13 +46,23 @@ def precision_at_rate(scores, is_noisy, rate: float | None = None) -> float:
     return float(m[flagged].mean())
 
 
-def separation_table(result, fields=("eval_p", "p", "weight")) -> pd.DataFrame:
-    """Per-epoch separation AUC ("higher says clean") of each kept record field of a run."""
+def separation_table(result, fields=("eval_p", "p", "weight"), *, mask="is_noisy") -> pd.DataFrame:
+    """Per recorded epoch, the separation AUC ("higher says clean") of each kept record field of a run.
+
+    ``mask`` names the examples to separate from the rest (``"is_noisy"``,
+    ``"is_outlier"``, ``"is_corrupted"``, ``"touched"``: see
+    :meth:`grlib.RunResult.mask`) or is a boolean ``[n]`` array.  Epoch numbers
+    are the run's recorded epochs (a run that kept every k-th epoch has rows
+    for those only); rows are read one at a time.
+    """
+    m = result.mask(mask) if isinstance(mask, str) else np.asarray(mask, dtype=bool)
+    kept = [f for f in fields if f in result.records]
     rows = []
-    for e in range(1, result.epochs_completed + 1):
+    for k, e in enumerate(np.asarray(result.record_epochs).tolist()):
+        if result.partial_epoch is not None and e == result.partial_epoch:
+            continue  # an interrupted epoch's rows are not a finished epoch
         row = {"epoch": e}
-        for f in fields:
-            if f in result.records:
-                row[f"auc_{f}"] = separation_auc(result.records[f][e - 1], result.is_noisy)
+        for f in kept:
+            row[f"auc_{f}"] = separation_auc(np.asarray(result.records[f][k]), m)
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["epoch", *(f"auc_{f}" for f in kept)])

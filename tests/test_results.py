@@ -156,3 +156,16 @@ def test_format_1_folders_still_load(tmp_path):
     (folder / "run.json").write_text(json.dumps({"config": {"loss": "ce"}, "num_classes": 3}))  # no epochs_completed
     r = grlib.RunResult.load(folder)
     assert r.epochs_completed == done and r.records["p"].shape == (done, n) and r.summary()["final_acc"] == 0.5
+
+
+def test_separation_table_uses_recorded_epochs_and_any_mask():
+    rng = np.random.default_rng(0)
+    n = 40
+    is_noisy = np.arange(n) < 10
+    p = np.where(is_noisy, 0.2, 0.8)[None, :] + rng.normal(0, 0.01, (3, n))
+    r = grlib.RunResult(config={}, y_given=np.zeros(n, int), is_noisy=is_noisy, records={"p": p.astype(np.float32)},
+                        record_epochs=[1, 3, 5], masks={"is_outlier": np.arange(n) >= 35})
+    t = grlib.separation_table(r, fields=("p", "eval_p"))
+    assert list(t.columns) == ["epoch", "auc_p"] and list(t["epoch"]) == [1, 3, 5]
+    assert (t["auc_p"] == 1.0).all()
+    assert grlib.separation_table(r, fields=("p",), mask="is_outlier")["auc_p"].between(0, 1).all()
