@@ -35,16 +35,29 @@ PARAMS = {"epochs": "int", "batch_size": "int", "lr": "float", "lam": "float", "
 FIGURES = ("trajectories", "weights", "separation")
 #: Epochs of the executed test run: enough for the notebook's own check (mean-p AUC bound) on digits.
 TEST_EPOCHS = 12
+#: The figure-name settings of the test run (the defaults, with TEST_EPOCHS and seed 1).
+KEY = {"noise_rate": 0.4, "epochs": TEST_EPOCHS, "seed": 1, "lr": 0.05, "batch_size": 64, "lam": 1.0, "beta": 12.0,
+       "shift": 1}
 
 
-@pytest.fixture
-def kernel_env(monkeypatch, tmp_path):
+def _kernel_env(monkeypatch, folder):
     """Headless matplotlib in the kernel; Jupyter/IPython state kept out of ~ unless the Makefile set it."""
     monkeypatch.setenv("MPLBACKEND", "Agg")
     for var, sub in (("JUPYTER_RUNTIME_DIR", "jupyter-runtime"), ("IPYTHONDIR", "ipython"),
                      ("MPLCONFIGDIR", "matplotlib")):
         if var not in os.environ:
-            monkeypatch.setenv(var, str(tmp_path / sub))
+            monkeypatch.setenv(var, str(folder / sub))
+
+
+@pytest.fixture
+def kernel_env(monkeypatch, tmp_path):
+    _kernel_env(monkeypatch, tmp_path)
+
+
+def _assert_no_errors(nb, name):
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            assert out.get("output_type") != "error", f"{name}: cell {i} raised {out.get('ename')}: {out.get('evalue')}"
 
 
 # -- stored form ----------------------------------------------------------------------------
@@ -115,26 +128,31 @@ def test_deleting_the_marked_lines_gives_the_loop_for_real_data(tmp_path, monkey
 
 
 # -- executed ------------------------------------------------------------------------------
-@pytest.mark.slow
-def test_notebook_executes_and_leaves_a_reloadable_run(tmp_path, kernel_env):
-    figures = tmp_path / "figs"
-    params = {"epochs": TEST_EPOCHS, "seed": 1, "figures_dir": str(figures)}  # run_dir empty: under figures/runs
-    nb = execute_notebook(NB, tmp_path / "out.ipynb", params, cwd=tmp_path)
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """Notebook 06 run once with a few epochs; run_dir left empty (the run goes under figures_dir/runs)."""
+    folder = tmp_path_factory.mktemp("nb06")
+    figures = folder / "figs"
+    params = {"epochs": TEST_EPOCHS, "seed": 1, "figures_dir": str(figures)}
+    with pytest.MonkeyPatch.context() as mp:
+        _kernel_env(mp, folder)
+        nb = execute_notebook(NB, folder / "out.ipynb", params, cwd=folder)
+    return nb, figures
 
-    for i, cell in enumerate(nb.cells):
-        for out in cell.get("outputs", []):
-            assert out.get("output_type") != "error", f"cell {i} raised {out.get('ename')}: {out.get('evalue')}"
+
+@pytest.mark.slow
+def test_notebook_executes_and_leaves_a_reloadable_run(executed):
+    nb, figures = executed
+    _assert_no_errors(nb, STEM)
     assert nb.metadata.papermill.parameters["epochs"] == TEST_EPOCHS
     last = [c for c in nb.cells if c.cell_type == "code"][-1]
     assert "assert" in last.source and last.execution_count is not None
 
-    key = {"noise_rate": 0.4, "epochs": TEST_EPOCHS, "seed": 1, "lr": 0.05, "batch_size": 64, "lam": 1.0,
-           "beta": 12.0, "shift": 1}
     for part in FIGURES:
         for ext in ("png", "pdf"):
-            path = figures / f"{figure_name(f'{STEM}-{part}', **key)}.{ext}"
+            path = figures / f"{figure_name(f'{STEM}-{part}', **KEY)}.{ext}"
             assert path.is_file() and path.stat().st_size > 1000, f"missing or empty figure {path.name}"
-    m = json.loads((figures / f"{figure_name(STEM, **key)}.json").read_text())
+    m = _metrics(figures)
     n = 1347
     assert m["parameters"]["epochs"] == TEST_EPOCHS and m["parameters"]["seed"] == 1
     assert m["n_examples"] == n and m["epochs_recorded"] == TEST_EPOCHS and m["unseen_examples"] == 0
@@ -180,3 +198,27 @@ def test_a_folder_that_is_not_a_run_is_refused_untouched(tmp_path, kernel_env):
                          cwd=tmp_path)
     assert (mine / "thesis.tex").read_text() == "precious" and sorted(p.name for p in mine.iterdir()) == ["thesis.tex"]
     assert not (tmp_path / "f").exists(), "nothing is trained or saved after a refused run_dir"
+
+
+def _metrics(figures):
+    return json.loads((figures / f"{figure_name(STEM, **KEY)}.json").read_text())
+
+
+@pytest.mark.slow
+def test_the_separation_notebook_analyses_the_run_folder(executed, tmp_path, kernel_env):
+    """What notebook 06 tells its user: notebook 03 takes its run folder as run_dir, with the same numbers."""
+    _, figures = executed
+    m06 = _metrics(figures)
+    run = figures / "runs" / m06["run_folder"]
+    out_figs = tmp_path / "figs03"
+    nb = execute_notebook(notebooks_dir() / "03_clean_noisy_separation.ipynb", tmp_path / "out03.ipynb",
+                          {"run_dir": str(run), "snapshot_epochs": [1, -1], "figures_dir": str(out_figs)},
+                          cwd=tmp_path)
+    _assert_no_errors(nb, "03 on the run of 06")
+    (json_path,) = out_figs.glob("*.json")
+    m03 = json.loads(json_path.read_text())
+    (r,) = m03["runs"].values()
+    assert m03["source"] == "run_dir" and r["has_mask"] is True and r["label"] == "gr(lam=1, beta=12)"
+    assert r["p_field"] == "p"  # the loop kept no evaluation pass: 03 reads the training pass's p
+    assert r["auc_p_last"] == pytest.approx(m06["auc_last_p"], abs=1e-12)
+    assert r["final_acc"] == pytest.approx(m06["final_acc"], abs=1e-12)
