@@ -735,6 +735,10 @@ def _prepare_folder(path: Path, overwrite: bool) -> None:
         if not overwrite:
             raise FileExistsError(f"path={str(path)!r} already exists and is not empty; pass overwrite=True to "
                                   "replace its contents, or choose a new folder")
+        if not ((path / "run.json").is_file() or (path / "progress.json").is_file()):
+            raise FileExistsError(f"path={str(path)!r} holds files but is not a grlib run folder (no run.json or "
+                                  "progress.json): overwrite=True replaces only a previous run; choose an empty or "
+                                  "new folder")
         import shutil
 
         for child in path.iterdir():

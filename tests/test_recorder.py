@@ -232,8 +232,14 @@ def test_existing_folder_refused_unless_overwrite(tmp_path):
     (tmp_path / "r" / "keep.txt").write_text("x")
     with pytest.raises(FileExistsError, match=r"already exists and is not empty; pass overwrite=True"):
         grlib.Recorder(5, tmp_path / "r")
-    grlib.Recorder(5, tmp_path / "r", overwrite=True)
-    assert not (tmp_path / "r" / "keep.txt").exists()
+    with pytest.raises(FileExistsError, match=r"holds files but is not a grlib run folder"):
+        grlib.Recorder(5, tmp_path / "r", overwrite=True)  # nothing is lost: only a previous run is replaced
+    assert (tmp_path / "r" / "keep.txt").exists()
+    rec = grlib.Recorder(5, tmp_path / "run")
+    rec.update([0], torch.randn(1, 3), torch.tensor([0]))
+    rec.end_epoch()
+    grlib.Recorder(5, tmp_path / "run", overwrite=True)
+    assert not (tmp_path / "run" / "records").exists()
     (tmp_path / "f").write_text("x")
     with pytest.raises(FileExistsError, match=r"is a file; the Recorder needs a folder"):
         grlib.Recorder(5, tmp_path / "f")
