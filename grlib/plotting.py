@@ -16,7 +16,10 @@ Conventions shared with the rest of grlib:
 * ``is_noisy`` is the ground-truth mask of mislabelled examples; clean and
   mislabelled examples are drawn in ``METHOD_COLORS["clean"]`` and
   ``METHOD_COLORS["noisy"]``.  A run without the mask (real data,
-  ``is_noisy is None``) is drawn as one group, "all examples".
+  ``is_noisy is None``) is drawn as one group, "all examples".  A run that
+  also keeps outlier / corruption masks is drawn by kind
+  (:func:`grlib.views.group_masks`): clean, mislabelled, outlier (purple),
+  corrupted (orange), :data:`GROUP_COLORS`.
 * Histograms show counts (or shares of a group) per bin, never densities:
   on log-spaced bins a density would draw the right tail far too low.
 * Separation scores follow :func:`grlib.separation_auc`: a higher score says
@@ -38,8 +41,9 @@ from .figures import METHOD_COLORS
 __all__ = [
     "method_label", "method_color", "group_color", "shades", "plot_emphasis_curves", "plot_empirical_emphasis",
     "plot_history", "plot_group_histogram", "plot_weight_histogram", "plot_trajectories", "plot_share_above",
-    "plot_p_heatmap", "plot_distribution_grid", "plot_roc", "plot_separation_auc", "plot_image_grid",
-    "plain_log_ticks", "histogram_edges", "FIELD_LABELS", "GROUP_LABELS", "HISTOGRAM_STATS", "NORMALISATIONS",
+    "plot_p_heatmap", "plot_distribution_grid", "plot_roc", "plot_separation_auc", "plot_separation_by_kind",
+    "plot_weight_share", "plot_image_grid", "plain_log_ticks", "histogram_edges", "FIELD_LABELS", "GROUP_LABELS",
+    "GROUP_COLORS", "HISTOGRAM_STATS", "NORMALISATIONS",
 ]
 
 #: Axis labels for record and history fields.
@@ -316,14 +320,24 @@ def plot_history(results: dict, fields=("test_acc", "noisy_fit"), axes=None):
 
 # -- per-example records ------------------------------------------------------------
 #: Legend names of the groups of :func:`grlib.views.group_masks`.
-GROUP_LABELS = {"clean": "clean", "mislabelled": "mislabelled", "all": "all examples"}
+GROUP_LABELS = {"clean": "clean", "mislabelled": "mislabelled", "outlier": "outlier", "corrupted": "corrupted",
+                "other": "other examples", "all": "all examples"}
+#: Colours of the groups: clean green and mislabelled red (``METHOD_COLORS``), outlier purple, corrupted
+#: orange, ``other`` / ``all`` dark grey.
+GROUP_COLORS = {"clean": METHOD_COLORS["clean"], "mislabelled": METHOD_COLORS["noisy"], "outlier": "#9467bd",
+                "corrupted": "#ff7f0e", "other": "#4d4d4d", "all": "#4d4d4d"}
+#: Colour maps of the p heat maps, one per group.
+_GROUP_CMAPS = {"clean": "Greens", "mislabelled": "Reds", "outlier": "Purples", "corrupted": "Oranges"}
+#: Short names of the touched kinds, for panel titles that list one number per kind.
+_KIND_SHORT = {"mislabelled": "misl.", "outlier": "outl.", "corrupted": "corr."}
 #: Allowed ``stat=`` values of the histograms.
 HISTOGRAM_STATS = ("count", "share")
 
 
 def group_color(group: str):
-    """Colour of a group: ``clean`` green, ``mislabelled`` red (``METHOD_COLORS``), ``all`` dark grey."""
-    return {"clean": METHOD_COLORS["clean"], "mislabelled": METHOD_COLORS["noisy"]}.get(group, "#4d4d4d")
+    """Colour of a group (:data:`GROUP_COLORS`): ``clean`` green, ``mislabelled`` red (``METHOD_COLORS``),
+    ``outlier`` purple, ``corrupted`` orange, anything else dark grey."""
+    return GROUP_COLORS.get(group, "#4d4d4d")
 
 
 def _as_groups(groups, n: int) -> list:
@@ -387,7 +401,8 @@ def plot_group_histogram(values, groups=None, *, bins=40, log: bool = False, sta
     groups : None, bool array [n] or list of ``(name, mask)``
         None: one group ``all``; a boolean noise mask: ``clean`` and
         ``mislabelled``; or explicit groups (names as in
-        :func:`grlib.views.group_masks`).
+        :func:`grlib.views.group_masks`: the kinds ``clean``,
+        ``mislabelled``, ``outlier``, ``corrupted``, or ``all``).
     bins : int or sequence
         The number of bins over the finite values (log: geometric spacing),
         or the edges (values outside them are counted in the end bins).
@@ -458,7 +473,8 @@ def _record_values(result, field: str, epoch: int) -> np.ndarray:
 
 def plot_weight_histogram(result, *, epoch: int = -1, field: str = "weight", ax=None, bins=40, log: bool = False,
                           stat: str = "count"):
-    """Distribution of a per-example record at one epoch, clean vs mislabelled (one group without the mask).
+    """Distribution of a per-example record at one epoch, clean vs mislabelled (one group without the mask;
+    one per kind with outlier / corruption masks, :func:`grlib.views.group_masks`).
 
     Parameters
     ----------
@@ -497,7 +513,8 @@ def plot_trajectories(result, field: str = "weight", *, ax=None, n_per_group: in
     ----------
     result : RunResult
         ``records[field]`` is ``[epochs, n_train]``; ``is_noisy`` splits the
-        groups clean / mislabelled (None: one group, ``all``).
+        groups clean / mislabelled (None: one group, ``all``), and outlier /
+        corruption masks add the groups ``outlier`` and ``corrupted``.
     field : str
         ``weight`` (drawn as weight x batch size, 1 = the batch average),
         ``p``, ``eval_p``, ``loss``, ``margin``, ``log_emphasis``.
@@ -515,7 +532,7 @@ def plot_trajectories(result, field: str = "weight", *, ax=None, n_per_group: in
     -------
     Axes
         Thin lines ``gid="sample:<group>"``, medians ``gid="median:<group>"``,
-        bands ``gid="band:<group>"``; groups ``clean`` / ``mislabelled`` / ``all``.
+        bands ``gid="band:<group>"``; the groups of :func:`grlib.views.group_masks`.
         Epochs on x are the recorded ones (1-based); unseen examples are left out.
     """
     from .views import group_masks, iter_record_rows, recorded_epochs, relative_weights
@@ -600,8 +617,10 @@ def plot_p_heatmap(result, field: str | None = None, *, group: str = "mislabelle
     ----------
     field : str, optional
         A record in [0, 1] (default ``eval_p``, else ``p``).
-    group : "clean", "mislabelled" or "all"
-        ``clean`` / ``mislabelled`` need the run's noise mask.
+    group : str
+        A group of :func:`grlib.views.group_masks` (``clean`` /
+        ``mislabelled`` need the run's noise mask, ``outlier`` /
+        ``corrupted`` its masks of those kinds) or ``all``.
     bins : int
         Equal-width ``p`` bins over [0, 1].
     vmax : float, optional
@@ -626,7 +645,7 @@ def plot_p_heatmap(result, field: str | None = None, *, group: str = "mislabelle
     mids = epochs.astype(np.float64)
     half = np.diff(mids) / 2 if mids.size > 1 else np.array([0.5])
     x_edges = np.concatenate([[mids[0] - half[0]], mids[:-1] + half, [mids[-1] + half[-1]]])
-    cmap = {"clean": "Greens", "mislabelled": "Reds"}.get(group, "Greys")
+    cmap = _GROUP_CMAPS.get(group, "Greys")
     top = vmax if vmax is not None else (float(np.nanmax(shares)) if np.isfinite(shares).any() else 1.0)
     mesh = ax.pcolormesh(x_edges, edges, np.ma.masked_invalid(shares), cmap=cmap, vmin=0.0, vmax=top,
                          shading="flat")
@@ -642,7 +661,7 @@ def plot_p_heatmap(result, field: str | None = None, *, group: str = "mislabelle
 
 def plot_distribution_grid(results: dict, field: str, epochs, *, log: bool = False, bins: int = 30,
                            stat: str = "share", auc_field: str | None = None, fig=None):
-    """Distributions of a record, one row per run and one column per epoch, clean vs mislabelled.
+    """Distributions of a record, one row per run and one column per epoch, clean vs mislabelled (or by kind).
 
     Every row (one run, e.g. one loss) has its own x axis, shared across its
     epochs: CE's and GR's weights live on scales orders of magnitude apart,
@@ -660,7 +679,10 @@ def plot_distribution_grid(results: dict, field: str, epochs, *, log: bool = Fal
         shares sum to 1, so the smaller mislabelled group stays visible).
     auc_field : str, optional
         A record whose separation AUC ("higher says clean",
-        :func:`grlib.separation_auc`) is shown in each title, when the run has the noise mask.
+        :func:`grlib.separation_auc`) is shown in each title, when the run has
+        the noise mask.  A run with outlier / corruption masks gets one AUC
+        per touched kind against the clean examples, on a second title line
+        (``misl.``, ``outl.``, ``corr.``: mislabelled, outlier, corrupted).
     fig : Figure, optional
         An empty figure to draw on (default: a new one).
 
@@ -670,7 +692,7 @@ def plot_distribution_grid(results: dict, field: str, epochs, *, log: bool = Fal
         ``len(results) x len(epochs)`` axes; titles ``"<label>, epoch <e>"``.
     """
     from .metrics import separation_auc
-    from .views import group_masks, has_mask, record_row, resolve_epochs
+    from .views import group_masks, has_kinds, has_mask, kind_selection, record_row, resolve_epochs, touched_kinds
 
     if not results:
         raise ValueError("results is empty; give at least one label -> RunResult")
@@ -695,7 +717,15 @@ def plot_distribution_grid(results: dict, field: str, epochs, *, log: bool = Fal
                                  xlabel=FIELD_LABELS.get(field, field))
             title = f"{label}, epoch {e}"
             if auc_field and has_mask(res) and auc_field in res.records:
-                title += f": AUC {separation_auc(record_row(res, auc_field, e), res.is_noisy):.2f}"
+                scores = record_row(res, auc_field, e)
+                if has_kinds(res):
+                    aucs = []
+                    for kind in touched_kinds(res):
+                        selected, is_kind = kind_selection(res, kind)
+                        aucs.append(f"{_KIND_SHORT[kind]} {separation_auc(scores[selected], is_kind):.2f}")
+                    title += "\nAUC " + ", ".join(aucs)
+                else:
+                    title += f": AUC {separation_auc(scores, res.is_noisy):.2f}"
             ax.set_title(title)
             if col:
                 ax.set_ylabel("")
@@ -705,7 +735,8 @@ def plot_distribution_grid(results: dict, field: str, epochs, *, log: bool = Fal
 
 
 # -- separation ---------------------------------------------------------------------
-def plot_roc(scores, is_noisy, *, ax=None, label: str | None = None, color=None, chance: bool = True, **line_kw):
+def plot_roc(scores, is_noisy, *, ax=None, label: str | None = None, color=None, chance: bool = True,
+             kind: str = "mislabelled", **line_kw):
     """ROC curve of "a higher score says clean" (clean is the positive class).
 
     Parameters
@@ -714,24 +745,29 @@ def plot_roc(scores, is_noisy, *, ax=None, label: str | None = None, color=None,
         Per-example scores, e.g. ``p`` (higher: the model agrees with the
         given label) or ``-weight``.  Non-finite scores are dropped.
     is_noisy : array [n] of bool
-        The ground-truth mask of mislabelled examples.
+        The ground-truth mask of the examples that are not clean (mislabelled,
+        or those of ``kind``; give the clean examples and those of one kind
+        only, as :func:`grlib.views.kind_selection` selects them).
     label : str, optional
         Legend label; the AUC is appended (``"ce (AUC 0.76)"``).
     chance : bool
         Also draw the diagonal (once per axes, ``gid="chance"``).
+    kind : str
+        What the negative class is, for the axis label
+        (``"mislabelled called clean (FPR)"``; e.g. ``"outlier"``).
 
     Returns
     -------
     Axes
         The ROC line has ``gid="roc"``; x is the false-positive rate
-        (mislabelled called clean), y the true-positive rate (clean called clean).
+        (``kind`` called clean), y the true-positive rate (clean called clean).
     """
     from sklearn.metrics import roc_curve
 
     from .metrics import separation_auc
 
     if is_noisy is None:
-        raise ValueError("a ROC curve of clean vs mislabelled needs the noise mask, and is_noisy is None")
+        raise ValueError(f"a ROC curve of clean vs {kind} needs the noise mask, and is_noisy is None")
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     m = np.asarray(is_noisy, dtype=bool).reshape(-1)
     if s.shape != m.shape:
@@ -739,7 +775,7 @@ def plot_roc(scores, is_noisy, *, ax=None, label: str | None = None, color=None,
     ok = np.isfinite(s)
     s, m = s[ok], m[ok]
     if m.all() or not m.any():
-        raise ValueError("a ROC curve needs both clean and mislabelled examples")
+        raise ValueError(f"a ROC curve needs both clean and {kind} examples")
     fpr, tpr, _ = roc_curve(~m, s)
     auc = separation_auc(s, m)
     ax = _new_ax(ax)
@@ -753,7 +789,7 @@ def plot_roc(scores, is_noisy, *, ax=None, label: str | None = None, color=None,
     line.set_gid("roc")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
-    ax.set_xlabel("mislabelled called clean (FPR)")
+    ax.set_xlabel(f"{kind} called clean (FPR)")
     ax.set_ylabel("clean called clean (TPR)")
     ax.legend(loc="lower right")
     return ax
@@ -792,6 +828,130 @@ def plot_separation_auc(tables: dict, column: str = "auc_eval_p", *, ax=None, co
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"ROC AUC ({column.removeprefix('auc_')} says clean)")
     ax.legend(loc="best")
+    return ax
+
+
+def plot_separation_by_kind(results: dict, field: str, epochs, *, emphasis_field: str | None = None,
+                            tables: dict | None = None, fig=None):
+    """Clean against each touched kind: ROC curves at some epochs and the AUC per epoch, one row per kind.
+
+    Row ``k`` compares the clean examples with those of the ``k``-th kind
+    that any run has (``mislabelled``, ``outlier``, ``corrupted``:
+    :func:`grlib.views.touched_kinds`; the other kinds left out,
+    :func:`grlib.views.kind_selection`), so it answers "is ``p`` lower for
+    outliers than for clean examples?".  Columns: the ROC curves of
+    ``field`` ("higher says clean") at ``epochs`` (lighter = earlier, one
+    colour per run's loss), the AUC of ``field`` at every recorded epoch,
+    and the AUC of ``emphasis_field`` (the loss's emphasis; below 0.5 the
+    loss weights that kind *more* than the clean examples).  A run with only
+    the noise mask gives one row, clean vs mislabelled.
+
+    Parameters
+    ----------
+    results : dict ``label -> RunResult``
+        Runs with the noise mask (others are left out; ValueError when none has it).
+    field : str
+        A record, e.g. ``eval_p`` or ``p``.
+    epochs : sequence of int or dict ``label -> sequence``
+        1-based epochs of the ROC curves (-1: the last recorded), for every
+        run or per run.
+    emphasis_field : str, optional
+        ``log_emphasis`` or ``weight``; None: the third column is left empty.
+    tables : dict ``label -> {kind: DataFrame}``, optional
+        :func:`grlib.views.separation_by_epoch` of each run and kind
+        (computed when not given), with ``auc_<field>`` and ``auc_<emphasis_field>``.
+    fig : Figure, optional
+        An empty figure to draw on (default: a new one).
+
+    Returns
+    -------
+    Figure
+        ``rows x 3`` axes; titles name the kind when a run keeps outlier or
+        corruption masks (``"outlier vs clean: ROC of p"``), else as for one
+        row of clean vs mislabelled.
+    """
+    from .views import has_kinds, has_mask, kind_selection, record_row, resolve_epochs, separation_by_epoch, \
+        touched_kinds
+
+    if not results:
+        raise ValueError("results is empty; give at least one label -> RunResult")
+    masked = {label: res for label, res in results.items() if has_mask(res)}
+    if not masked:
+        raise ValueError("no run has the noise mask (is_noisy is None): nothing to separate")
+    fields = (field,) + ((emphasis_field,) if emphasis_field else ())
+    if tables is None:
+        tables = {label: {kind: separation_by_epoch(res, fields, kind=kind) for kind in touched_kinds(res)}
+                  for label, res in masked.items()}
+    kinds = [k for k in ("mislabelled", "outlier", "corrupted")
+             if any(k in touched_kinds(res) for res in masked.values())]
+    if not kinds:
+        raise ValueError("no run has an example of a touched kind (mislabelled, outlier, corrupted)")
+    named = any(has_kinds(res) for res in masked.values())
+    if fig is None:
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=(16, 4.6 * len(kinds)))
+    axes = fig.subplots(len(kinds), 3, squeeze=False)
+    for row, kind in zip(axes, kinds):
+        runs = {label: res for label, res in masked.items() if kind in touched_kinds(res)}
+        for label, res in runs.items():
+            colour = METHOD_COLORS.get(str((res.config or {}).get("loss", "")), "#555555")
+            picks = epochs.get(label, [-1]) if isinstance(epochs, Mapping) else epochs
+            resolved = resolve_epochs(res, field, list(picks))
+            selected, is_kind = kind_selection(res, kind)
+            for e, shade in zip(resolved, shades(colour, len(resolved))):
+                plot_roc(record_row(res, field, e)[selected], is_kind, ax=row[0], label=f"{label}, epoch {e}",
+                         color=shade, kind=kind)
+        kind_tables = {label: tables[label][kind] for label in runs}
+        plot_separation_auc(kind_tables, f"auc_{field}", ax=row[1])
+        column = f"auc_{emphasis_field}" if emphasis_field else None
+        if column and all(column in t for t in kind_tables.values()):
+            plot_separation_auc(kind_tables, column, ax=row[2])
+        prefix = f"{kind} vs clean: " if named else ""
+        name = "p" if field in ("p", "eval_p") else field
+        row[0].set_title(f"{prefix}ROC of {name} (clean is positive)")
+        row[1].set_title(f"{prefix}separation by {name}, per epoch")
+        row[2].set_title(f"{prefix}separation by the loss's emphasis, per epoch")
+        for ax in row[1:]:
+            ax.set_ylim(0, 1)
+    return fig
+
+
+def plot_weight_share(results: dict, group: str = "mislabelled", *, ax=None):
+    """Per epoch, the share of all the weight that went to one group, one line per run (coloured by its loss).
+
+    A dotted line per run marks the group's share of the training set, what
+    uniform weights would give: a line above it says the loss pushes that
+    group harder than the average example.  Data:
+    :func:`grlib.views.weight_shares`.  Runs without the group (or without
+    the ``weight`` record) are left out; ValueError when none is left.
+
+    Returns
+    -------
+    Axes
+        Lines ``gid="share:<label>"`` and ``gid="population:<label>"``, y in [0, 1].
+    """
+    from .views import group_masks, weight_shares
+
+    ax = _new_ax(ax)
+    drawn = 0
+    for label, res in results.items():
+        masks = dict(group_masks(res))
+        if group not in masks or "weight" not in res.records:
+            continue
+        share = weight_shares(res)[group]
+        colour = METHOD_COLORS.get(str((res.config or {}).get("loss", "")), "0.3")
+        (line,) = ax.plot(share.index, share.to_numpy(), color=colour, label=label)
+        line.set_gid(f"share:{label}")
+        ref = ax.axhline(float(np.mean(masks[group])), color=colour, ls=":", lw=1)
+        ref.set_gid(f"population:{label}")
+        drawn += 1
+    if not drawn:
+        raise ValueError(f"no run has examples of group {group!r} and a 'weight' record")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"share of weight on {GROUP_LABELS.get(group, group)}")
+    ax.set_ylim(0, 1)
+    ax.legend()
     return ax
 
 

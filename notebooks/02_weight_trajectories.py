@@ -36,6 +36,12 @@
 # 1. GR with its emphasis mode away from 0 gives the examples it cannot fit less
 # weight, so most mislabelled examples stay unfitted for much longer.
 #
+# **Noise beyond labels.** With `outlier_fraction > 0` (out-of-distribution
+# inputs that keep an in-distribution label) or `corruption_fraction > 0`
+# (inputs with heavy perceptual noise, labels kept), every view groups the
+# examples by kind: clean, mislabelled, outlier, corrupted (the kinds are
+# disjoint). A saved run that keeps these masks is shown by kind too.
+#
 # **Your own runs.** Set `run_dir` to a saved run folder (`result.save(folder)`,
 # or a `grlib.Recorder`'s `path`), or to two folders separated by a comma, and
 # the notebook analyses those runs instead of training: the training parameters
@@ -48,6 +54,10 @@ dataset: str = "digits"  # digits | moons | fashion_mnist (fashion_mnist needs t
 n_train: int = 0  # stratified training subset size; 0 keeps the whole training split
 noise: str = "symmetric"  # none | symmetric | pair
 noise_rate: float = 0.4  # share of corrupted training labels, in [0, 1)
+outlier_fraction: float = 0.0  # share of training inputs replaced by out-of-distribution inputs (labels kept)
+outlier_source: str = "auto"  # auto | fashion_mnist | digits | noise | gaussian (auto: see grlib.corruption)
+corruption_fraction: float = 0.0  # share of training inputs with heavy perceptual noise (labels kept)
+corruption_kind: str = "mixed"  # gaussian | blur | occlusion | mixed
 epochs: int = 100  # training epochs of each run
 seed: int = 0  # label noise, initialisation, shuffling and the sampled examples
 lr: float = 0.05  # SGD learning rate, momentum 0.9, batch 64, weight decay 5e-4; for fashion_mnist try 0.01 (GR underfits at 0.05)
@@ -67,9 +77,10 @@ import pandas as pd
 
 import grlib
 from grlib.figures import METHOD_COLORS, default_figures_dir, figure_name, save_figure, use_style
-from grlib.plotting import plot_history, plot_p_heatmap, plot_share_above, plot_trajectories
-from grlib.views import (group_medians, has_mask, iter_record_rows, load_runs, p_field, recorded_epochs,
-                         share_above, weight_share_noisy)
+from grlib.plotting import (GROUP_LABELS, plot_history, plot_p_heatmap, plot_share_above, plot_trajectories,
+                            plot_weight_share)
+from grlib.views import (group_masks, group_medians, has_kinds, has_mask, iter_record_rows, load_runs, p_field,
+                         recorded_epochs, share_above, touched_kinds, weight_share_noisy, weight_shares)
 
 use_style()
 
@@ -81,13 +92,22 @@ if not isinstance(n_per_group, int) or n_per_group < 0:
 trained = not run_dir.strip()
 out_dir = Path(figures_dir) if figures_dir else default_figures_dir()  # not the kernel's working directory
 if trained:
+    inputs_touched = outlier_fraction > 0 or corruption_fraction > 0
     key = {"dataset": dataset, "noise": noise, "noise_rate": noise_rate, "epochs": epochs, "seed": seed, "lr": lr,
-           "lam": lam, "beta": beta, **({"n_train": n_train} if n_train else {})}
+           "lam": lam, "beta": beta, **({"n_train": n_train} if n_train else {}),
+           **({"outlier_fraction": outlier_fraction} if outlier_fraction else {}),
+           **({"outlier_source": outlier_source} if outlier_fraction and outlier_source != "auto" else {}),
+           **({"corruption_fraction": corruption_fraction} if corruption_fraction else {}),
+           **({"corruption_kind": corruption_kind} if corruption_fraction and corruption_kind != "mixed" else {})}
     base = grlib.RunConfig(dataset=dataset, n_train=n_train or None, noise=noise, noise_rate=noise_rate,
+                           outlier_fraction=outlier_fraction, outlier_source=outlier_source,
+                           corruption_fraction=corruption_fraction, corruption_kind=corruption_kind,
                            epochs=epochs, lr=lr, seed=seed, loss="ce", loss_params={})
     configs = {"ce": base, "gr": base.replace(loss="gr", loss_params={"lam": lam, "beta": beta})}
-    print(" vs ".join(c.label for c in configs.values()), f"| {dataset}, {noise} noise at rate {noise_rate:g}, "
-          f"{epochs} epochs, lr {lr:g}, seed {seed}")
+    touched_text = "".join(f", {share:.0%} {what}" for share, what in
+                           ((outlier_fraction, "outliers"), (corruption_fraction, "corrupted inputs")) if share)
+    print(" vs ".join(c.label for c in configs.values()), f"| {dataset}, {noise} noise at rate {noise_rate:g}"
+          f"{touched_text}, {epochs} epochs, lr {lr:g}, seed {seed}")
 else:
     key = {"runs": "+".join(Path(part.strip()).name for part in run_dir.split(",") if part.strip())}
     print(f"analysing saved runs: {run_dir}")
@@ -98,11 +118,14 @@ metrics_file = Path(metrics_path) if metrics_path else out_dir / f"{figure_name(
 #
 # One call to `grlib.prepare` makes the data and the noisy labels; both runs
 # share them (and the seed, hence the initialisation and the batch order).
+# With outliers or corrupted inputs, `grlib.train` adds them to that data with
+# the same seed in both runs, so both train on the same damaged inputs.
 
 # %%
 if trained:
     data, noisy, _ = grlib.prepare(base)
-    results = {c.label: grlib.train(c, data=data, noisy=noisy, progress=progress) for c in configs.values()}
+    results = {c.label: grlib.train(c, data=data, noisy=None if inputs_touched else noisy, progress=progress)
+               for c in configs.values()}
     for res in results.values():
         if res.epochs_completed != epochs:
             raise RuntimeError(f"{res!r} stopped early: {res.stopped}")
@@ -114,6 +137,8 @@ for label, res in results.items():
     if not has_mask(res):
         print(f"{label}: no noise mask (is_noisy is None): clean and mislabelled examples are drawn as one group, "
               "and the views that need the mask are skipped")
+    if has_kinds(res):
+        print(f"{label}: examples by kind:", ", ".join(f"{g} {int(m.sum())}" for g, m in group_masks(res)))
 pd.DataFrame({label: res.summary() for label, res in results.items()}).T[
     ["epochs", "final_acc", "best_acc", "epoch_of_best", "noisy_fit", "clean_acc", "noise_rate_realised"]]
 
@@ -139,9 +164,13 @@ pd.DataFrame({label: res.summary() for label, res in results.items()}).T[
 # Bottom: the weight x batch size (log scale; 1 = the batch average), thin lines
 # for `n_per_group` sampled examples per group, the group medians and their
 # 10%-90% bands.
+#
+# With outliers or corrupted inputs each kind gets its own line, heat map and
+# weight band (outlier purple, corrupted orange).
 
 # %%
-heat_groups = ["mislabelled", "clean"] if masked else ["all"]
+kinds = [k for k in ("mislabelled", "outlier", "corrupted") if any(k in touched_kinds(r) for r in results.values())]
+heat_groups = kinds + ["clean"] if masked else ["all"]
 with_weight = [label for label, res in results.items() if "weight" in res.records]
 n_rows = 1 + len(heat_groups) + (1 if with_weight else 0)
 fig, axes = plt.subplots(n_rows, len(results), figsize=(5.8 * len(results), 3.0 * n_rows), squeeze=False,
@@ -151,12 +180,13 @@ for col, (label, res) in enumerate(results.items()):
     plot_share_above(res, pf, ax=axes[0, col])
     axes[0, col].set_title(label)
     for row, group in enumerate(heat_groups, start=1):
-        if group != "all" and not has_mask(res):
+        if group != "all" and group not in dict(group_masks(res)):
             axes[row, col].set_axis_off()
-            axes[row, col].text(0.5, 0.5, "no noise mask in this run", ha="center", va="center",
+            axes[row, col].text(0.5, 0.5, "no noise mask in this run" if not has_mask(res) else
+                                f"no {GROUP_LABELS[group]} examples in this run", ha="center", va="center",
                                 transform=axes[row, col].transAxes, color="0.4")
             continue
-        plot_p_heatmap(res, pf, group=group if has_mask(res) else "all", ax=axes[row, col], vmax=1.0,
+        plot_p_heatmap(res, pf, group=group, ax=axes[row, col], vmax=1.0,
                        colorbar=(col == len(results) - 1))  # one colour scale per row, 0 to 1
         axes[row, col].set_title(f"p of the {'examples' if group == 'all' else group + ' examples'}",
                                  fontsize="small")
@@ -171,7 +201,7 @@ for col, (label, res) in enumerate(results.items()):
                 ax.get_legend().remove()
 for ax in axes[:-1].ravel():
     ax.set_xlabel("")
-title = (f"{dataset}, {noise} noise {noise_rate:.0%}" if trained else "saved runs")
+title = (f"{dataset}, {noise} noise {noise_rate:.0%}{touched_text}" if trained else "saved runs")
 fig.suptitle(f"{title}: p of the given label (share above 0.5, heat maps) and weight x batch size (bottom)")
 save_figure(fig, figure_name(f"{STEM}-trajectories", **key), out_dir);
 
@@ -189,7 +219,8 @@ save_figure(fig, figure_name(f"{STEM}-trajectories", **key), out_dir);
 # How the groups' medians evolve, at a few epochs: `p_i` of each group, the
 # median weight x batch size, and (with the noise mask) the median weight of a
 # mislabelled example relative to a clean one (above 1: the loss pushes harder
-# on the mislabelled).
+# on the mislabelled); with outliers or corrupted inputs, the same ratio for
+# each kind.
 
 # %%
 medians = {}
@@ -205,15 +236,17 @@ pd.concat(medians, names=["run"]).round(3)
 # Left to right: test accuracy (dots: the best epoch), the share of mislabelled
 # examples predicted as their (wrong) given label, accuracy on the clean training
 # examples, and the share of all the weight in an epoch that goes to mislabelled
-# examples (dotted: their share of the training set, what uniform weights give).
+# examples (dotted: their share of the training set, what uniform weights give;
+# with outliers or corrupted inputs, one such panel per kind).
 # A run that did not record a history field leaves its panel empty; the weight
 # share needs the noise mask.
 
 # %%
 fields = [f for f in ("test_acc", "noisy_fit", "clean_acc") if any(f in r.history for r in results.values())]
 share_runs = [label for label in masked if "weight" in results[label].records]
-fig, axes = plt.subplots(1, len(fields) + (1 if share_runs else 0),
-                         figsize=(4.3 * (len(fields) + (1 if share_runs else 0)), 3.8), squeeze=False)
+share_kinds = [k for k in kinds if any(k in touched_kinds(results[label]) for label in share_runs)]
+fig, axes = plt.subplots(1, len(fields) + len(share_kinds),
+                         figsize=(4.3 * (len(fields) + len(share_kinds)), 3.8), squeeze=False)
 axes = axes[0]
 if fields:
     plot_history(results, fields=fields, axes=axes[:len(fields)])
@@ -222,19 +255,12 @@ for label, res in results.items():
     colour = METHOD_COLORS.get(str(res.config.get("loss", "")), "0.3")
     if "test_acc" in fields and np.isfinite(s["best_acc"]):
         axes[0].plot(s["epoch_of_best"], s["best_acc"], "o", color=colour, ms=6)
-    if label in share_runs:
-        share = weight_share_noisy(res)
-        axes[-1].plot(share.index, share.to_numpy(), color=colour, label=label)
-        axes[-1].axhline(float(np.mean(res.is_noisy)), color=colour, ls=":", lw=1)
-if share_runs:
-    axes[-1].set_xlabel("epoch")
-    axes[-1].set_ylabel("share of weight on mislabelled")
-    axes[-1].set_ylim(0, 1)
-    axes[-1].legend()
+for ax, kind in zip(axes[len(fields):], share_kinds):
+    plot_weight_share({label: results[label] for label in share_runs}, kind, ax=ax)
 for ax, field in zip(axes, fields):
     if field in ("noisy_fit", "clean_acc"):
         ax.set_ylim(-0.02, 1.02)
-fig.suptitle(f"{dataset}, {noise} noise {noise_rate:.0%}, seed {seed}" if trained else "saved runs")
+fig.suptitle(f"{dataset}, {noise} noise {noise_rate:.0%}{touched_text}, seed {seed}" if trained else "saved runs")
 save_figure(fig, figure_name(f"{STEM}-history", **key), out_dir);
 
 # %% [markdown]
@@ -260,7 +286,9 @@ save_figure(fig, figure_name(f"{STEM}-history", **key), out_dir);
 # %%
 metrics = {
     "parameters": {"run_dir": run_dir, "dataset": dataset, "n_train": n_train, "noise": noise,
-                   "noise_rate": noise_rate, "epochs": epochs, "seed": seed, "lr": lr, "lam": lam, "beta": beta},
+                   "noise_rate": noise_rate, "outlier_fraction": outlier_fraction, "outlier_source": outlier_source,
+                   "corruption_fraction": corruption_fraction, "corruption_kind": corruption_kind, "epochs": epochs,
+                   "seed": seed, "lr": lr, "lam": lam, "beta": beta},
     "source": "trained" if trained else "run_dir",
     "runs": {},
 }
@@ -276,6 +304,12 @@ for label, res in results.items():
         **{f"final_share_p_above_half_{g}": float(above[g]) for g in above.index if g != "epoch"},
         "final_weight_share_noisy": (float(weight_share_noisy(res).iloc[-1]) if label in share_runs else None),
     }
+    if has_kinds(res):  # runs with outliers or corrupted inputs: the counts and weight shares of every kind
+        metrics["runs"][run_keys[label]]["kind_counts"] = {g: int(m.sum()) for g, m in group_masks(res)}
+        if "weight" in res.records:
+            last_shares = weight_shares(res).iloc[-1]
+            metrics["runs"][run_keys[label]].update(
+                {f"final_weight_share_{g}": float(v) for g, v in last_shares.items()})
 metrics["grlib_version"] = grlib.__version__
 grlib.write_metrics(metrics, metrics_file)
 pd.DataFrame(metrics["runs"]).T
@@ -283,12 +317,14 @@ pd.DataFrame(metrics["runs"]).T
 # %% [markdown]
 # ## Check: what this notebook exists to show
 #
-# Trained here: after the last epoch CE has fitted a larger share of the
-# mislabelled examples (predicts their wrong given label) than GR. For saved
-# runs, what holds for any run: `p` lies in [0, 1]; the recorded weights are
-# non-negative and normalised within each batch (when the run's settings give
-# its batch size and every example was seen, an epoch's weights sum to its
-# number of batches); the shares drawn lie in [0, 1].
+# Trained here with label noise: after the last epoch CE has fitted a larger
+# share of the mislabelled examples (predicts their wrong given label) than GR.
+# For every run: `p` lies in [0, 1]; the recorded weights are non-negative and
+# normalised within each batch (when the run's settings give its batch size and
+# every example was seen, an epoch's weights sum to its number of batches); the
+# shares drawn lie in [0, 1]. Outliers and corrupted inputs: their numbers are
+# finite, shares in [0, 1] and the weight shares of the kinds sum to 1 (no
+# direction is asserted: how CE and GR weight them is what the run measures).
 
 # %%
 for label, res in results.items():
@@ -306,6 +342,18 @@ for label, res in results.items():
                     f"({int(np.ceil(row.size / batch_size))} batches of about {batch_size})")
     shares = share_above(res, p_field(res)).drop(columns="epoch").to_numpy()
     assert np.all((shares[np.isfinite(shares)] >= 0) & (shares[np.isfinite(shares)] <= 1))
+    if has_kinds(res):
+        entry = metrics["runs"][run_keys[label]]
+        assert sum(entry["kind_counts"].values()) == res.n_train, f"{label}: the kinds do not cover every example"
+        for kind in touched_kinds(res):
+            assert 0 <= entry[f"final_share_p_above_half_{kind}"] <= 1, f"{label}: {kind} share outside [0, 1]"
+            if "weight" in res.records:
+                assert 0 <= entry[f"final_weight_share_{kind}"] <= 1, f"{label}: {kind} weight share outside [0, 1]"
+                ratio = entry[f"final_median_weight_ratio_{kind}_per_clean"]
+                assert np.isfinite(ratio) and ratio >= 0, f"{label}: {kind}'s median weight ratio is {ratio}"
+        if "weight" in res.records:
+            total = sum(entry[f"final_weight_share_{g}"] for g in entry["kind_counts"])
+            assert abs(total - 1) < 1e-6, f"{label}: the kinds' weight shares sum to {total}, not 1"
 if trained and noise != "none" and noise_rate > 0 and results[configs["ce"].label].is_noisy.any():
     fit_ce, fit_gr = metrics["runs"]["ce"]["noisy_fit"], metrics["runs"]["gr"]["noisy_fit"]
     assert fit_ce > fit_gr, (f"after {epochs} epochs CE fitted {fit_ce:.1%} of the mislabelled examples and "

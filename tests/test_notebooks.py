@@ -6,7 +6,8 @@ injected parameters recorded in the output's metadata, every figure as PNG and
 PDF, and a JSON file of sane key numbers.  Notebooks 02 and 03 also run on
 saved runs (``run_dir``), with and without a noise mask, and from the
 repository root with the default ``figures_dir`` (the figures land in the
-repository's ``figures/``).
+repository's ``figures/``), and with outliers and corrupted inputs (fresh runs
+and saved runs that keep those masks: every view by kind).
 """
 import json
 import math
@@ -15,8 +16,6 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-
-import numpy as np
 
 import nbformat
 import pytest
@@ -132,6 +131,10 @@ def test_parameters_cell_is_flat_typed_and_commented(stem):
     assert params["lam"]["default"] == "1.0" and params["beta"]["default"] == "12.0"  # the one GR default
     if stem in ON_SAVED_RUNS:
         assert params["run_dir"]["inferred_type_name"] == "str" and params["run_dir"]["default"] == '""'
+        # noise beyond labels (issue 14): off by default, so the figure names of before stay
+        for name in ("outlier_fraction", "corruption_fraction"):
+            assert params[name]["inferred_type_name"] == "float" and params[name]["default"] == "0.0"
+        assert params["outlier_source"]["default"] == '"auto"' and params["corruption_kind"]["default"] == '"mixed"'
     assert params["metrics_path"]["default"] == '""'
     assert params["progress"]["default"] == "False"
     assert params["dataset"]["default"] == '"digits"'
@@ -236,6 +239,8 @@ def test_notebook_executes(stem, tmp_path, kernel_env):
     else:
         (json_path,) = figures.glob(f"{slug}__*.json")
         assert "dataset-digits" in json_path.name and f"seed-{params['seed']}" in json_path.name
+    # the names carry the outlier / corruption settings only when they are set
+    assert not any(word in p.name for p in figures.iterdir() for word in ("outlier", "corruption"))
     _check_metrics(stem, json.loads(json_path.read_text()), params)
 
 
@@ -388,3 +393,132 @@ def test_notebooks_on_a_run_without_noise_mask_skip_what_needs_it(stem, run_with
     else:
         assert parts == {"-p", "-weight"}  # no ROC (needs the mask), no images (no true labels to line up)
         assert not any(k.startswith("auc_") for k in run)
+
+
+# -- notebooks 02 and 03 with outliers and corrupted inputs (issue 14) ----------------------------
+KIND_PARAMS = {"noise_rate": 0.3, "outlier_fraction": 0.05, "corruption_fraction": 0.05}
+
+
+def _check_kind_run(r, *, mislabelled=True):
+    """A run's JSON entry with kinds: counts of every kind, and shares within [0, 1]."""
+    kinds = ["clean", "outlier", "corrupted"] + (["mislabelled"] if mislabelled else [])
+    assert sorted(r["kind_counts"]) == sorted(kinds) and all(v > 0 for v in r["kind_counts"].values())
+    for where, v in _walk_numbers(r):
+        assert math.isfinite(v), f"{where} is not finite"
+    return kinds
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", ON_SAVED_RUNS)
+def test_notebooks_with_outliers_and_corrupted_inputs(stem, tmp_path, kernel_env):
+    """Fresh runs with label noise, outliers and corrupted inputs: every view by kind, names carry the settings."""
+    figures = tmp_path / "figs"
+    params = {**OURS[stem]["params"], **KIND_PARAMS, "figures_dir": str(figures)}
+    nb = execute_notebook(NB_DIR / f"{stem}.ipynb", tmp_path / "out.ipynb", params, cwd=tmp_path)
+    _assert_no_errors(nb, f"{stem} with kinds")
+    text = "\n".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stdout")
+    assert "examples by kind: clean" in text
+    slug = figure_name(stem)
+    for part in OURS[stem]["figures"]:
+        (found,) = figures.glob(f"{slug}-{part}__*.png")
+        assert "corruption_fraction-0.05" in found.name and "outlier_fraction-0.05" in found.name
+        assert "corruption_kind" not in found.name and "outlier_source" not in found.name  # defaults: not named
+    (json_path,) = figures.glob(f"{slug}__*.json")
+    m = json.loads(json_path.read_text())
+    assert m["parameters"]["outlier_fraction"] == 0.05 and m["parameters"]["corruption_fraction"] == 0.05
+    n = None
+    for key in ("ce", "gr"):
+        r = m["runs"][key]
+        kinds = _check_kind_run(r)
+        n = n or sum(r["kind_counts"].values())
+        assert sum(r["kind_counts"].values()) == n  # both runs on the same examples
+        # the touched count is exact: round(fraction * n)
+        assert r["kind_counts"]["outlier"] == r["kind_counts"]["corrupted"] == math.floor(0.05 * n + 0.5)
+        if stem.startswith("02"):
+            assert sum(r[f"final_weight_share_{k}"] for k in kinds) == pytest.approx(1)
+            for k in ("mislabelled", "outlier", "corrupted"):
+                assert r[f"final_median_weight_ratio_{k}_per_clean"] > 0
+                assert 0 <= r[f"final_share_p_above_half_{k}"] <= 1
+        else:
+            assert set(r["auc_by_kind"]) == {"mislabelled", "outlier", "corrupted"}
+            for k, aucs in r["auc_by_kind"].items():
+                assert 0 <= aucs["auc_eval_p_last"] <= 1 and 0 <= aucs["auc_log_emphasis_last"] <= 1
+            # the top-level numbers are mislabelled against clean, as before
+            assert r["auc_eval_p_last"] == r["auc_by_kind"]["mislabelled"]["auc_eval_p_last"]
+            assert 0 <= r["precision_lowest_p_at_touched_rate"] <= 1
+    if stem.startswith("02"):
+        assert m["runs"]["ce"]["noisy_fit"] > m["runs"]["gr"]["noisy_fit"]  # asserted in the notebook too
+    else:
+        assert m["runs"]["gr"]["auc_eval_p_last"] > m["runs"]["ce"]["auc_eval_p_last"]
+
+
+@pytest.mark.slow
+def test_separation_notebook_without_label_noise_compares_outliers_and_corrupted_inputs(tmp_path, kernel_env):
+    """noise='none' with outliers and blurred inputs: allowed, no mislabelled views, the settings in the names."""
+    import papermill as pm
+
+    figures = tmp_path / "figs"
+    params = {"epochs": 8, "snapshot_epochs": [-1], "n_show": 4, "seed": 3, "noise": "none", "noise_rate": 0.0,
+              "outlier_fraction": 0.1, "outlier_source": "noise", "corruption_fraction": 0.1,
+              "corruption_kind": "blur", "figures_dir": str(figures)}
+    nb = execute_notebook(NB_DIR / "03_clean_noisy_separation.ipynb", tmp_path / "out.ipynb", params, cwd=tmp_path)
+    _assert_no_errors(nb, "03 without label noise")
+    (json_path,) = figures.glob("*.json")
+    for part in ("outlier_fraction-0.1", "outlier_source-noise", "corruption_fraction-0.1", "corruption_kind-blur"):
+        assert part in json_path.name
+    m = json.loads(json_path.read_text())
+    for r in m["runs"].values():
+        _check_kind_run(r, mislabelled=False)
+        assert set(r["auc_by_kind"]) == {"outlier", "corrupted"}
+        assert "auc_eval_p_last" not in r  # nothing mislabelled: no mislabelled-vs-clean numbers
+    assert {p.name.split("__")[0] for p in figures.glob("*.png")} == {
+        f"03_clean_noisy_separation-{part}" for part in ("p", "weight", "roc", "images")}
+    # nothing touched at all: refused by name before any training
+    with pytest.raises(pm.PapermillExecutionError, match="outlier_fraction > 0 or corruption_fraction > 0"):
+        execute_notebook(NB_DIR / "03_clean_noisy_separation.ipynb", tmp_path / "bad.ipynb",
+                         {**params, "outlier_fraction": 0.0, "corruption_fraction": 0.0,
+                          "figures_dir": str(tmp_path / "f2")}, cwd=tmp_path)
+    assert not (tmp_path / "f2").exists()
+
+
+@pytest.fixture(scope="module")
+def saved_kind_runs(tmp_path_factory):
+    """CE and GR on digits with label noise, outliers and corrupted inputs, saved (the masks travel with them)."""
+    folder = tmp_path_factory.mktemp("kindruns")
+    tag = uuid.uuid4().hex[:8]
+    base = grlib.RunConfig(n_train=400, epochs=6, seed=2, noise_rate=0.2, outlier_fraction=0.1,
+                           corruption_fraction=0.1, loss="ce", loss_params={})
+    return {name: grlib.train(cfg, progress=False).save(folder / f"{name}-{tag}")
+            for name, cfg in (("ce", base), ("gr", base.replace(loss="gr", loss_params={"lam": 1.0, "beta": 12.0})))}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", ON_SAVED_RUNS)
+def test_notebooks_on_saved_runs_with_kinds(stem, saved_kind_runs, tmp_path, kernel_env):
+    from grlib.views import group_masks, group_medians, separation_by_epoch
+
+    figures = tmp_path / "figs"
+    params = {"run_dir": f"{saved_kind_runs['ce']},{saved_kind_runs['gr']}", "figures_dir": str(figures),
+              "outlier_fraction": 0.3}  # training parameters are ignored for saved runs
+    if stem.startswith("03"):
+        params.update({"snapshot_epochs": [2, -1], "n_show": 4})
+    nb = execute_notebook(NB_DIR / f"{stem}.ipynb", tmp_path / "out.ipynb", params, cwd=tmp_path)
+    _assert_no_errors(nb, f"{stem} on saved runs with kinds")
+    (json_path,) = figures.glob("*.json")
+    assert "outlier_fraction" not in json_path.name  # saved runs: the names carry the folders only
+    m = json.loads(json_path.read_text())
+    assert [r["label"] for r in m["runs"].values()] == ["ce", "gr(lam=1, beta=12)"]
+    for key, name in (("run1", "ce"), ("run2", "gr")):
+        res, r = grlib.RunResult.load(saved_kind_runs[name]), m["runs"][key]
+        _check_kind_run(r)
+        assert r["kind_counts"] == {g: int(mask.sum()) for g, mask in group_masks(res)}
+        if stem.startswith("02"):  # the numbers are those of the saved run, read back from disk
+            final = group_medians(res, [-1]).iloc[-1]
+            assert r["final_median_weight_ratio_outlier_per_clean"] == pytest.approx(
+                final["weight ratio outlier/clean"], rel=1e-12)
+        else:
+            for kind in ("mislabelled", "outlier", "corrupted"):
+                expected = separation_by_epoch(res, ("eval_p",), kind=kind)["auc_eval_p"].iloc[-1]
+                assert r["auc_by_kind"][kind]["auc_eval_p_last"] == pytest.approx(expected, abs=1e-12)
+    parts = {p.name.split("__")[0].removeprefix(figure_name(stem)) for p in figures.glob("*.png")}
+    assert parts == {f"-{part}" for part in OURS[stem]["figures"]}  # 03: images too (the corruption is redone)

@@ -371,3 +371,119 @@ def test_weight_histogram_log_keeps_zero_weights_in_first_bin():
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[0] == "clean (n=3, 1 at 0 in the first bin)" and labels[1] == "mislabelled (n=3)"
     assert _bar_heights(ax, "clean")[0] == 2  # the zero weight and the smallest positive one
+
+
+# -- kinds: outliers and corrupted inputs (issue 14) ----------------------------------------------
+def _kinds_fake_result(loss="ce", seed=0, n=200, epochs=6):
+    """_fake_result with 20 of its clean examples made outliers (p 0.3 t) and 20 corrupted (p 0.6 t)."""
+    res = _fake_result(loss, epochs=epochs, n=n, seed=seed)
+    clean = np.flatnonzero(~res.is_noisy)
+    outlier, corrupted = np.zeros(n, bool), np.zeros(n, bool)
+    outlier[clean[:20]], corrupted[clean[20:40]] = True, True
+    t = np.linspace(0.1, 1.0, epochs)[:, None]
+    for field in ("p", "eval_p"):
+        p = res.records[field].astype(np.float64)
+        p[:, outlier] = 0.3 * t
+        p[:, corrupted] = 0.6 * t
+        res.records[field] = p.astype(np.float32)
+    res.masks = {"is_outlier": outlier, "is_corrupted": corrupted}
+    return res
+
+
+def test_group_colours_and_labels_of_the_kinds():
+    assert plotting.group_color("outlier") == plotting.GROUP_COLORS["outlier"] == "#9467bd"
+    assert plotting.group_color("corrupted") == "#ff7f0e"
+    assert plotting.group_color("mislabelled") == METHOD_COLORS["noisy"]
+    assert plotting.group_color("clean") == METHOD_COLORS["clean"]
+    assert len({plotting.group_color(g) for g in ("clean", "mislabelled", "outlier", "corrupted", "all")}) == 5
+    assert plotting.GROUP_LABELS["other"] == "other examples"
+
+
+def test_record_views_draw_one_group_per_kind():
+    res = _kinds_fake_result()
+    kinds = ["clean", "mislabelled", "outlier", "corrupted"]
+    ax = plotting.plot_trajectories(res, "p", n_per_group=2)
+    assert [line.get_gid() for line in _by_gid(ax, "median:")] == [f"median:{k}" for k in kinds]
+    (med,) = _by_gid(ax, "median:outlier")
+    assert np.allclose(med.get_ydata(), np.median(res.records["p"][:, res.masks["is_outlier"]], axis=1))
+    assert np.allclose(to_rgb(med.get_color()), to_rgb("#9467bd"))
+    ax = plotting.plot_share_above(res)
+    assert [line.get_gid() for line in ax.lines] == [f"share:{k}" for k in kinds]
+    (outl,) = _by_gid(ax, "share:outlier")
+    assert np.allclose(outl.get_ydata(), (0.3 * np.linspace(0.1, 1, 6) > 0.5))  # 0.3 t never above 0.5
+    ax = plotting.plot_weight_histogram(res, field="p", stat="share")
+    assert {p.get_gid() for p in ax.patches} == set(kinds)
+    assert _bar_heights(ax, "corrupted").sum() == pytest.approx(1)
+    fig, ax = plt.subplots()
+    plotting.plot_p_heatmap(res, group="corrupted", ax=ax, colorbar=False)
+    (mesh,) = ax.collections
+    assert mesh.get_gid() == "heatmap:corrupted" and mesh.get_cmap().name == "Oranges"
+    with pytest.raises(ValueError, match="'is_outlier' mask"):
+        plotting.plot_p_heatmap(_fake_result(), group="outlier")
+
+
+def test_distribution_grid_titles_give_each_kind_against_clean():
+    from grlib.views import kind_selection
+
+    res, plain = _kinds_fake_result(), _fake_result("gr")
+    fig = plotting.plot_distribution_grid({"ce": res, "gr": plain}, "p", [-1], auc_field="p")
+    kinds_title, plain_title = (ax.get_title() for ax in fig.axes)
+    p = res.records["p"][-1]
+    expected = []
+    for kind, short in (("mislabelled", "misl."), ("outlier", "outl."), ("corrupted", "corr.")):
+        selected, is_kind = kind_selection(res, kind)
+        expected.append(f"{short} {grlib.separation_auc(p[selected], is_kind):.2f}")
+    assert kinds_title == "ce, epoch 6\nAUC " + ", ".join(expected)
+    # a run with only the noise mask: the title of before
+    assert plain_title == f"gr, epoch 6: AUC {grlib.separation_auc(plain.records['p'][-1], plain.is_noisy):.2f}"
+
+
+def test_separation_by_kind_rows_curves_and_the_plain_case():
+    from grlib.views import separation_by_epoch
+
+    ce, gr = _kinds_fake_result("ce"), _kinds_fake_result("gr", seed=1)
+    fig = plotting.plot_separation_by_kind({"ce": ce, "gr(lam=1, beta=12)": gr}, "eval_p", [2, -1],
+                                           emphasis_field="weight")
+    axes = np.asarray(fig.axes).reshape(3, 3)
+    assert [row[0].get_title() for row in axes] == [f"{k} vs clean: ROC of p (clean is positive)"
+                                                  for k in ("mislabelled", "outlier", "corrupted")]
+    assert axes[1, 0].get_xlabel() == "outlier called clean (FPR)"
+    # ROC: one line per run and epoch, its AUC that of the kind against the clean examples
+    rocs = [line for line in axes[1, 0].lines if line.get_gid() == "roc"]
+    assert [r.get_label().split(" (AUC")[0] for r in rocs] == [
+        "ce, epoch 2", "ce, epoch 6", "gr(lam=1, beta=12), epoch 2", "gr(lam=1, beta=12), epoch 6"]
+    auc = np.trapezoid(rocs[1].get_ydata(), rocs[1].get_xdata())
+    expected = separation_by_epoch(ce, ("eval_p", "weight"), kind="outlier")
+    assert auc == pytest.approx(expected["auc_eval_p"].iloc[-1], abs=1e-9)
+    (ce_line,) = [line for line in axes[1, 1].lines if line.get_gid() == "ce"]
+    assert np.allclose(ce_line.get_ydata(), expected["auc_eval_p"])
+    (w_line,) = [line for line in axes[2, 2].lines if line.get_gid() == "ce"]
+    assert np.allclose(w_line.get_ydata(), separation_by_epoch(ce, ("weight",), kind="corrupted")["auc_weight"])
+    # only the noise mask: one row, the titles of before
+    fig = plotting.plot_separation_by_kind({"ce": _fake_result("ce")}, "eval_p", {"ce": [-1]})
+    assert len(fig.axes) == 3 and fig.axes[0].get_title() == "ROC of p (clean is positive)"
+    assert fig.axes[1].get_title() == "separation by p, per epoch" and not fig.axes[2].lines  # no emphasis field
+    # a run without the noise mask is left out; with none left, a clear error
+    unmasked = _fake_result()
+    unmasked.is_noisy = None
+    fig = plotting.plot_separation_by_kind({"a": unmasked, "ce": _fake_result()}, "p", [-1])
+    assert [r.get_label().split(",")[0] for r in fig.axes[0].lines if r.get_gid() == "roc"] == ["ce"]
+    with pytest.raises(ValueError, match="noise mask"):
+        plotting.plot_separation_by_kind({"a": unmasked}, "p", [-1])
+
+
+def test_weight_share_lines_and_population_share():
+    from grlib.views import weight_shares
+
+    ce, gr = _kinds_fake_result("ce"), _kinds_fake_result("gr", seed=1)
+    ax = plotting.plot_weight_share({"ce": ce, "gr": gr}, "outlier")
+    (line,) = _by_gid(ax, "share:ce")
+    assert np.allclose(line.get_ydata(), weight_shares(ce)["outlier"])
+    (ref,) = _by_gid(ax, "population:gr")
+    assert ref.get_ydata()[0] == pytest.approx(20 / 200)
+    assert np.allclose(to_rgb(line.get_color()), to_rgb(METHOD_COLORS["ce"]))
+    assert ax.get_ylabel() == "share of weight on outlier" and ax.get_ylim() == (0, 1)
+    ax = plotting.plot_weight_share({"ce": _fake_result()})  # the mislabelled, as notebook 02 drew it before
+    assert ax.get_ylabel() == "share of weight on mislabelled" and len(_by_gid(ax, "share:")) == 1
+    with pytest.raises(ValueError, match="'outlier'"):
+        plotting.plot_weight_share({"ce": _fake_result()}, "outlier")

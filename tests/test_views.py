@@ -211,3 +211,175 @@ def test_separation_by_epoch_matches_separation_table_and_keeps_real_epochs():
     assert list(views.separation_by_epoch(res, fields=("p", "margin")).columns) == ["epoch", "auc_p"]
     with pytest.raises(ValueError, match="noise mask"):
         views.separation_by_epoch(_result(mask=False))
+
+
+# -- kinds: outliers and corrupted inputs (issue 14) -------------------------------------------------
+def _kinds_result(*, n=40, epochs=4, seed=0, outliers=True, corrupted=True):
+    """Examples 0..9 mislabelled, 10..17 outliers, 18..23 corrupted, the rest clean (disjoint, as grlib.train)."""
+    res = _result(n=n, epochs=epochs, seed=seed)
+    is_noisy = np.zeros(n, bool)
+    is_noisy[:10] = True
+    res.is_noisy = is_noisy
+    res.y_given = np.where(is_noisy, (res.y_true + 1) % 3, res.y_true)
+    masks = {}
+    if outliers:
+        masks["is_outlier"] = (np.arange(n) >= 10) & (np.arange(n) < 18)
+    if corrupted:
+        masks["is_corrupted"] = (np.arange(n) >= 18) & (np.arange(n) < 24)
+    res.masks = masks
+    return res
+
+
+def test_group_masks_by_kind_and_without_extra_masks():
+    res = _kinds_result()
+    groups = dict(views.group_masks(res))
+    assert list(groups) == ["clean", "mislabelled", "outlier", "corrupted"]
+    assert groups["mislabelled"].sum() == 10 and groups["outlier"].sum() == 8 and groups["corrupted"].sum() == 6
+    assert groups["clean"].sum() == 16 and not groups["clean"][:24].any()
+    assert sum(m.astype(int) for m in groups.values()).tolist() == [1] * 40  # disjoint, every example once
+    np.testing.assert_array_equal(  # the codes of RunResult.example_kind
+        sum(k * groups[g] for k, g in enumerate(views.KINDS)), res.example_kind)
+    assert views.has_kinds(res) and views.touched_kinds(res) == ["mislabelled", "outlier", "corrupted"]
+    # an outlier mask that touches nothing: kept as a mask (has_kinds), no group, no touched kind
+    none_touched = _kinds_result(corrupted=False)
+    none_touched.masks["is_outlier"][:] = False
+    assert views.has_kinds(none_touched) and views.touched_kinds(none_touched) == ["mislabelled"]
+    assert [g for g, _ in views.group_masks(none_touched)] == ["clean", "mislabelled"]
+    # only the noise mask: exactly the two groups of before
+    plain = _result()
+    assert not views.has_kinds(plain) and views.touched_kinds(plain) == ["mislabelled"]
+    assert [g for g, _ in views.group_masks(plain)] == ["clean", "mislabelled"]
+    # no mask at all: one group, nothing touched
+    assert views.touched_kinds(_result(mask=False)) == [] and not views.has_kinds(_result(mask=False))
+    # extra masks but no noise mask (labels unchecked): the rest is "other", and separation needs the mask
+    unchecked = _kinds_result()
+    unchecked.is_noisy, unchecked.y_true = None, None
+    assert [g for g, _ in views.group_masks(unchecked)] == ["other", "outlier", "corrupted"]
+    assert views.touched_kinds(unchecked) == []
+    with pytest.raises(ValueError, match="noise mask"):
+        views.kind_selection(unchecked, "outlier")
+    bad = _kinds_result()
+    bad.masks["is_outlier"] = np.zeros(5, bool)
+    with pytest.raises(ValueError, match="is_outlier"):
+        views.group_masks(bad)
+
+
+def test_kind_selection_and_separation_against_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    res = _kinds_result()
+    selected, is_kind = views.kind_selection(res, "outlier")
+    assert selected.sum() == 16 + 8 and is_kind.sum() == 8
+    table = views.separation_by_epoch(res, ("eval_p", "p", "log_emphasis"), kind="outlier")
+    clean, outlier = np.arange(24, 40), np.arange(10, 18)
+    for k, epoch in enumerate(table["epoch"]):
+        p = res.records["p"][k].astype(np.float64)
+        expected = roc_auc_score(np.r_[np.ones(16), np.zeros(8)], np.r_[p[clean], p[outlier]])
+        assert table.loc[k, "auc_p"] == pytest.approx(expected, abs=1e-12)
+    # the default kind compares mislabelled with the clean examples only (not with outliers and corrupted)
+    mis = views.separation_by_epoch(res, ("p",))
+    p = res.records["p"][-1].astype(np.float64)
+    expected = roc_auc_score(np.r_[np.ones(16), np.zeros(10)], np.r_[p[clean], p[:10]])
+    assert mis["auc_p"].iloc[-1] == pytest.approx(expected, abs=1e-12)
+    # a run with only the noise mask: what it was before, separation_table against is_noisy
+    plain = _result(n=30)
+    pd.testing.assert_frame_equal(views.separation_by_epoch(plain, ("p",), kind="mislabelled"),
+                                  grlib.separation_table(plain, fields=("p",)), check_dtype=False)
+    with pytest.raises(ValueError, match="kind='noise'.*mislabelled.*outlier.*corrupted"):
+        views.separation_by_epoch(res, kind="noise")
+    with pytest.raises(ValueError, match="'is_corrupted' mask"):
+        views.separation_by_epoch(_kinds_result(corrupted=False), kind="corrupted")
+    with pytest.raises(ValueError, match="noise mask"):
+        views.separation_by_epoch(_result(mask=False), kind="outlier")
+
+
+def test_medians_shares_and_weight_shares_by_kind_against_numpy():
+    res = _kinds_result()
+    groups = dict(views.group_masks(res))
+    table = views.group_medians(res, [-1])
+    rel = res.records["weight"][-1].astype(np.float64) * 20  # two batches of 20
+    for g, m in groups.items():
+        assert table.loc[4, f"p {g}"] == pytest.approx(np.median(res.records["eval_p"][-1][m]))
+        assert table.loc[4, f"weight x batch size {g}"] == pytest.approx(np.median(rel[m]), rel=1e-5)
+    for kind in ("mislabelled", "outlier", "corrupted"):
+        assert table.loc[4, f"weight ratio {kind}/clean"] == pytest.approx(
+            np.median(rel[groups[kind]]) / np.median(rel[groups["clean"]]), rel=1e-5)
+    shares = views.weight_shares(res)
+    assert list(shares.columns) == ["clean", "mislabelled", "outlier", "corrupted"]
+    w = res.records["weight"].astype(np.float64)
+    for g, m in groups.items():
+        np.testing.assert_allclose(shares[g].to_numpy(), w[:, m].sum(1) / w.sum(1), rtol=1e-6)
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0)
+    np.testing.assert_allclose(shares["mislabelled"], views.weight_share_noisy(res))
+    above = views.share_above(res)
+    assert list(above.columns) == ["epoch", "clean", "mislabelled", "outlier", "corrupted"]
+    p = res.records["eval_p"][0]
+    assert above["outlier"][0] == pytest.approx((p[groups["outlier"]] > 0.5).mean())
+    epochs, edges, heat = views.p_by_epoch(res, group="corrupted", bins=5)
+    np.testing.assert_allclose(heat[:, 0], np.histogram(p[groups["corrupted"]], bins=edges)[0] / 6)
+    with pytest.raises(ValueError, match="'is_outlier' mask"):
+        views.p_by_epoch(_result(), group="outlier")
+    with pytest.raises(ValueError, match="has no example"):
+        views.p_by_epoch(_kinds_result(corrupted=False), group="other")
+    # a run without weights: no weight columns, and weight_shares says what is missing
+    no_weight = _kinds_result()
+    del no_weight.records["weight"]
+    assert not any(c.startswith("weight") for c in views.group_medians(no_weight).columns)
+    with pytest.raises(KeyError, match="weight"):
+        views.weight_shares(no_weight)
+
+
+def test_ranked_examples_titles_and_kind_shares():
+    res = _kinds_result()
+    table = views.ranked_examples(res, top=False, n=40, by="p")
+    assert "kind" in table.columns and list(table.columns).index("kind") == list(table.columns).index("mislabelled") + 1
+    names, codes = np.array(views.KINDS), res.example_kind
+    assert table["kind"].tolist() == names[codes[table["index"].to_numpy()]].tolist()
+    assert "kind" not in views.ranked_examples(_result(), n=3).columns  # only the noise mask: no kind column
+    idx = np.array([0, 10, 18, 30])
+    titles = views.example_titles(res, idx, class_names=("a", "b", "c"))
+    y_given, y_true = res.y_given, res.y_true
+    assert titles[0] == f"{'abc'[y_given[0]]}/{'abc'[y_true[0]]} x"
+    assert titles[1].endswith(" outlier") and titles[2].endswith(" corrupted") and titles[3] == (
+        f"{'abc'[y_given[30]]}/{'abc'[y_true[30]]}")
+    plain = views.example_titles(_result(mask=False), [0])
+    assert plain == [str(_result(mask=False).y_given[0])]  # no true label, no kind
+    assert views.kind_shares(res, idx) == {"mislabelled": 0.25, "outlier": 0.25, "corrupted": 0.25}
+    assert views.kind_shares(_result(), [0, 11]) == {"mislabelled": 0.5}  # examples 0..3 mislabelled
+    assert views.kind_shares(_result(mask=False), [0]) == {}
+
+
+def test_kinds_survive_save_and_load(tmp_path):
+    res = _kinds_result()
+    res.save(tmp_path / "kinds")
+    (loaded,) = views.load_runs(str(tmp_path / "kinds")).values()
+    assert [(g, m.tolist()) for g, m in views.group_masks(loaded)] == [
+        (g, m.tolist()) for g, m in views.group_masks(res)]
+    pd.testing.assert_frame_equal(views.separation_by_epoch(loaded, kind="outlier"),
+                                  views.separation_by_epoch(res, kind="outlier"))
+
+
+def test_run_images_of_a_corrupted_run_are_what_the_model_saw():
+    cfg = grlib.RunConfig(epochs=1, n_train=300, seed=4, noise_rate=0.2, outlier_fraction=0.1,
+                          outlier_source="noise", corruption_fraction=0.1, corruption_kind="occlusion")
+    res = grlib.train(cfg, progress=False)
+    images, shape, _ = views.run_images(res)
+    raw = grlib.load_dataset("digits", n_train=300, standardize=False).x_train
+    touched = res.mask("is_outlier") | res.mask("is_corrupted")
+    # untouched rows: the data set's pixels (up to the float32 round trip of standardising); touched rows differ
+    np.testing.assert_allclose(images[~touched], raw[~touched], atol=1e-4)
+    assert (np.abs(images[touched] - raw[touched]).max(axis=1) > 1).all()
+    # an occluded square is blanked to the lowest pixel value (digits: 0)
+    corrupted = res.mask("is_corrupted")
+    assert ((np.abs(images[corrupted]) < 1e-4).sum(axis=1) > (np.abs(raw[corrupted]) < 1e-4).sum(axis=1)).all()
+    # the model's own inputs, rebuilt the way grlib.train builds them
+    data = grlib.load_dataset("digits", n_train=300)
+    nd = grlib.corruption.add_data_noise(
+        data.x_train, data.y_train, 10, noise="symmetric", noise_rate=0.2, outlier_fraction=0.1,
+        outlier_source="noise", corruption_fraction=0.1, corruption_kind="occlusion", image_shape=data.image_shape,
+        scale=grlib.corruption.input_scale("digits", n_train=300), dataset="digits", seed=4)
+    np.testing.assert_allclose(images, grlib.corruption.input_scale("digits", n_train=300).to_raw(nd.x), atol=1e-9)
+    assert shape == (1, 8, 8)
+    # rows that do not line up (another mask): no images rather than wrong ones
+    res.masks["is_outlier"] = np.roll(res.masks["is_outlier"], 1)
+    assert views.run_images(res) is None
