@@ -242,6 +242,21 @@ def test_cache_key_follows_notebook_parameters_and_grlib(tmp_path):
     assert load_spec(tmp_path / "good.yaml").runs()[0].cache_key("0.1.0+src.a") != key
 
 
+def test_grlib_fingerprint_covers_the_protocol_presets_and_the_kernel_helpers(monkeypatch):
+    """A change to config.py (the protocol's preset values) or report/kernel.py re-executes every run;
+    a change to the page code (report/html.py) does not."""
+    from grlib.report.runner import grlib_fingerprint
+
+    base = grlib_fingerprint()
+    real = Path.read_bytes
+    for name, changes in (("config.py", True), ("kernel.py", True), ("train.py", True), ("html.py", False),
+                          ("stats.py", False)):
+        monkeypatch.setattr(Path, "read_bytes", lambda self, n=name: real(self) + (b"#" if self.name == n else b""))
+        assert (grlib_fingerprint() != base) is changes, name
+    monkeypatch.setattr(Path, "read_bytes", real)
+    assert grlib_fingerprint() == base
+
+
 def test_external_url_check_catches_cdn_assets():
     page = ('<script src="https://cdn.example.org/x.js"></script><link rel="stylesheet" href="//cdn.example.org/s.css">'
             '<style>@import "https://fonts.example.org/f.css"; a {background: url(https://x.org/i.png)}</style>'

@@ -177,18 +177,20 @@ def setting_table(data: stats.ReportData, point: dict) -> Table:
         rows.append([Cell(v, header=True), _stat_cell(cols["final_acc"].loc[v]), _stat_cell(cols["best_acc"].loc[v]),
                      _stat_cell(drop_row), _stat_cell(cols["noisy_fit"].loc[v], lower_better=True),
                      Cell(delay, sort=delay_sort),
-                     _stat_cell(_no_bold(cols["train_seconds"].loc[v]), pct=False, digits=1),
+                     _stat_cell(_no_bold(cols["train_seconds"].loc[v], interval=False), pct=False, digits=1),
                      Cell(f"{int(cols['final_acc'].loc[v]['n_ok'])} of {int(cols['final_acc'].loc[v]['n'])}",
                           sort=int(cols["final_acc"].loc[v]["n_ok"]))])
     columns = ["method", "final test acc (%)", "best test acc (%)", "best − final (points)",
-               "mislabelled fitted at the end (%)", "half of them fitted by epoch", "training (s)", "runs ok"]
+               "mislabelled fitted at the end (%)", "half of them fitted by epoch", "training (s, mean)", "runs ok"]
     return Table(columns, rows, cls="summary setting")
 
 
-def _no_bold(row):
+def _no_bold(row, *, interval: bool = True):
     row = row.copy()
     row["bold"] = False
     row["lead"] = None
+    if not interval:  # e.g. training seconds: a cost to read, not a finding to test
+        row["half"] = math.nan
     return row
 
 

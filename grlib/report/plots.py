@@ -139,8 +139,11 @@ def _curve_plans(data: stats.ReportData) -> list[FigurePlan]:
 
 
 def _x_axis(df: pd.DataFrame, axes: list[str]) -> str | None:
+    """The numeric grid axis to draw against (the noise rate first); None with fewer than 3 values (the tables
+    say the same)."""
     numeric = [a for a in axes if a in df and not any(isinstance(v, (bool, np.bool_)) for v in df[a])
-               and pd.to_numeric(df[a], errors="coerce").notna().all()]
+               and pd.to_numeric(df[a], errors="coerce").notna().all()
+               and pd.to_numeric(df[a], errors="coerce").nunique() >= 3]
     if "noise_rate" in numeric:
         return "noise_rate"
     return numeric[0] if numeric else None
@@ -241,6 +244,9 @@ def make_figures(data: stats.ReportData, figures_dir, *, prefix: str = "", secti
         new[plan.name] = digest
         out.append({"name": plan.name, "caption": plan.caption, "section": plan.section, "setting": plan.setting,
                     "png": f"{figures_dir.name}/{plan.name}.png", "pdf": f"{figures_dir.name}/{plan.name}.pdf"})
+    for name in set(old) - set(new):  # figures this report drew before and no longer shows
+        for ext in ("png", "pdf"):
+            (figures_dir / f"{name}.{ext}").unlink(missing_ok=True)
     if new != old:
         from ..io import atomic_write_json
 

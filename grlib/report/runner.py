@@ -66,7 +66,7 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 
 #: grlib modules whose source does not change what a notebook computes (left out of the cache key).
 _PAGE_ONLY = {"cli.py", "report/__init__.py", "report/__main__.py", "report/cli.py", "report/html.py",
-              "report/runner.py", "report/spec.py", "report/stats.py", "report/portable.py"}
+              "report/runner.py", "report/spec.py", "report/stats.py", "report/portable.py", "report/plots.py"}
 
 
 class ReportError(RuntimeError):

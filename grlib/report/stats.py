@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ import pandas as pd
 __all__ = ["HistoryError", "read_history", "read_outputs", "RunOutputs", "memorisation_delay", "Interval",
            "t_interval", "paired_difference", "run_table", "ReportData", "collect", "cell_stats", "curve_band",
            "setting_summary", "describe_point", "METRICS", "HISTORY_FIELDS", "LOWER_IS_BETTER", "fmt_pct",
-           "fmt_interval", "delay_text", "group_delay", "CONFIDENCE"]
+           "fmt_interval", "delay_text", "group_delay", "CONFIDENCE", "CONFIG_COLUMNS"]
 
 #: Level of every interval in the report.
 CONFIDENCE = 0.95
@@ -110,13 +110,20 @@ def _read_metrics(path: Path) -> dict:
     return data
 
 
+#: Concrete run settings copied from a metrics file's ``config`` (what ran, presets expanded) into runs.csv.
+CONFIG_COLUMNS = ("protocol", "epochs", "batch_size", "optimizer", "schedule", "weight_decay", "batchnorm",
+                  "augment", "aug_shift", "aug_flip", "aug_noise", "hidden", "n_train", "val_fraction")
+
+
 @dataclass
 class RunOutputs:
-    """What a run left: its metrics (numbers only), its history (or None) and what is wrong (or None)."""
+    """What a run left: its metrics (numbers only), its history (or None), what is wrong (or None), and the
+    concrete settings it ran with (:data:`CONFIG_COLUMNS` from the metrics' ``config``, when recorded)."""
 
     metrics: dict
     history: pd.DataFrame | None
     problem: str | None = None
+    config: dict = field(default_factory=dict)
 
 
 def read_outputs(runs_dir, record: dict, *, need_history: bool | None = None) -> RunOutputs:
@@ -144,6 +151,14 @@ def read_outputs(runs_dir, record: dict, *, need_history: bool | None = None) ->
         if v is not None and not isinstance(v, str) and not (0.0 <= float(v) <= 1.0):
             return RunOutputs({}, None, f"{files['metrics']}: {k}={v!r} is not an accuracy in [0, 1]; the file is "
                                         "damaged")
+    cfg = raw.get("config") if isinstance(raw.get("config"), dict) else {}
+    config = {}
+    for k in CONFIG_COLUMNS:
+        v = cfg.get(k)
+        if isinstance(v, list):
+            v = " ".join(map(str, v))
+        if v is None or isinstance(v, (str, int, float, bool)):
+            config[k] = v
     history = None
     if need_history is None:
         need_history = "history" in files
@@ -151,10 +166,10 @@ def read_outputs(runs_dir, record: dict, *, need_history: bool | None = None) ->
         try:
             history = read_history(runs_dir / str(files["history"]))
         except HistoryError as exc:
-            return RunOutputs(metrics, None, str(exc))
+            return RunOutputs(metrics, None, str(exc), config)
     elif need_history:
-        return RunOutputs(metrics, None, "the run saved no history CSV")
-    return RunOutputs(metrics, history)
+        return RunOutputs(metrics, None, "the run saved no history CSV", config)
+    return RunOutputs(metrics, history, None, config)
 
 
 def memorisation_delay(history: pd.DataFrame | None, level: float = 0.5) -> float:
@@ -247,6 +262,9 @@ def run_table(spec, runs, records, report_dir) -> tuple[pd.DataFrame, dict]:
                     "duration_s": rec.get("duration_s"), "finished": rec.get("finished"), "error": error})
         if status == "ok":
             for k, v in out.metrics.items():
+                if k not in row:
+                    row[k] = v
+            for k, v in out.config.items():  # what ran (presets expanded), beside what the spec said
                 if k not in row:
                     row[k] = v
             if out.history is not None:
