@@ -54,7 +54,8 @@ _INT_FIELDS = ("pred", "eval_pred")
 #:   test_acc         accuracy on the test split (true labels)
 #:   val_acc          accuracy on the validation split against its *noisy* labels
 #:   train_acc        training accuracy against the given labels
-#:   clean_acc        accuracy on the clean training examples (needs the noise mask)
+#:   clean_acc        accuracy on the clean training examples (needs the noise mask; with outliers or corrupted
+#:                    inputs: the untouched examples only)
 #:   noisy_fit        share of mislabelled examples predicted as their given, wrong label
 #:                    ("mislabelled examples fitted": memorisation; needs the mask)
 #:   noisy_true_acc   share of mislabelled examples predicted as their true label

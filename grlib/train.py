@@ -240,6 +240,7 @@ def _corrupt(config: RunConfig, src: _Source):
     src.x = np.ascontiguousarray(nd.x, dtype=np.float32)
     noisy = NoisyLabels(labels=nd.labels, true_labels=nd.true_labels, is_noisy=nd.is_noisy,
                         transition=nd.label_noise.transition, kind=nd.label_noise.kind, rate=nd.label_noise.rate)
+    src.outlier_source_used = nd.outlier_source
     return noisy, {"is_outlier": nd.is_outlier, "is_corrupted": nd.is_corrupted}
 
 
@@ -518,6 +519,10 @@ def train(config: RunConfig | None = None, *, data=None, noisy: NoisyLabels | No
     y_dev = torch.as_tensor(noisy.labels, device=device)
     y_true_dev = torch.as_tensor(noisy.true_labels, device=device) if mask_known else None
     noisy_dev = torch.as_tensor(noisy.is_noisy, device=device) if mask_known else None
+    clean_dev = None  # with outliers / corrupted inputs, "clean" means untouched, not merely correctly labelled
+    if extra_masks:
+        clean_dev = torch.as_tensor(~(noisy.is_noisy | extra_masks["is_outlier"] | extra_masks["is_corrupted"]),
+                                    device=device)
     sampler = EqualBatchSampler(n, config.batch_size, seed=config.seed)
     shape = src.x_shape if (model is not None and src.x_shape is not None) else None
     test = _Evaluator(src, device, num_workers, shape)
@@ -614,7 +619,7 @@ def train(config: RunConfig | None = None, *, data=None, noisy: NoisyLabels | No
             _, pv = evaluate(net, val[0])
             hist["val_acc"] = float((pv == val[1]).float().mean())
         pred = rec.current("eval_pred" if config.eval_train else "pred")
-        hist.update(_train_metrics(pred, y_dev, y_true_dev, noisy_dev))
+        hist.update(_train_metrics(pred, y_dev, y_true_dev, noisy_dev, clean_dev))
         rec.end_epoch(**hist)
         if progress:
             bar.set_postfix(test_acc=f"{hist['test_acc']:.3f}", noisy_fit=f"{hist.get('noisy_fit', math.nan):.2f}",
@@ -646,6 +651,7 @@ def train(config: RunConfig | None = None, *, data=None, noisy: NoisyLabels | No
         result.model = net
     if extra_masks:
         result.masks.update(extra_masks)
+        result.metadata["outlier_source_used"] = getattr(src, "outlier_source_used", None)
         if record_path is not None:
             result.save(record_path)
     if failure is not None and on_nonfinite == "raise":
@@ -714,7 +720,7 @@ class _Evaluator:
         return float(correct.item()) / max(total, 1)
 
 
-def _train_metrics(pred, y_given, y_true, is_noisy) -> dict:
+def _train_metrics(pred, y_given, y_true, is_noisy, is_clean=None) -> dict:
     """Training-set metrics of one epoch from the predictions (device tensors; one sync)."""
     if pred is None:
         return {}
@@ -728,7 +734,7 @@ def _train_metrics(pred, y_given, y_true, is_noisy) -> dict:
 
     out = {"train_acc": share(correct, seen)}
     if is_noisy is not None:
-        out["clean_acc"] = share(correct, ~is_noisy & seen)
+        out["clean_acc"] = share(correct, (~is_noisy if is_clean is None else is_clean) & seen)
         out["noisy_fit"] = share(correct, is_noisy & seen)
         out["noisy_true_acc"] = share(pred == y_true, is_noisy & seen)
     vals = torch.stack([v.float() for v in out.values()]).cpu().tolist()

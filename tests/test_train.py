@@ -362,6 +362,10 @@ def test_outliers_and_corrupted_inputs_flow_through_train_and_save(tmp_path):
     assert not (r.mask("is_outlier") & r.is_noisy).any() and not (r.mask("is_corrupted") & r.mask("is_outlier")).any()
     frame = r.to_frame(epochs=[2])
     assert set(frame["kind"]) == {"clean", "mislabelled", "outlier", "corrupted"}
+    assert r.metadata["outlier_source_used"] == "noise"
+    clean = r.example_kind == 0
+    np.testing.assert_allclose(r.history["clean_acc"][-1],
+                               (r.record("eval_pred", -1) == r.y_given)[clean].mean(), rtol=1e-6)
     q = grlib.RunResult.load(r.save(tmp_path / "kinds"))
     np.testing.assert_array_equal(q.example_kind, r.example_kind)
     auc = separation_auc(r.record("eval_p", -1), r.mask("is_outlier"))
