@@ -27,7 +27,8 @@ from .metrics import precision_at_rate, separation_auc, separation_table
 from .models import get_model, model_names, resolve_device
 from .noise import NoisyLabels, add_label_noise, pair_noise, symmetric_noise, transition_noise
 from .recorder import Recorder
-from .scores import SCORES, ThresholdSamples, find_label_issues, label_issues_frame, make_threshold_samples
+from .scores import (SCORES, FlagThreshold, ThresholdSamples, find_label_issues, flag_threshold, label_issues_frame,
+                     make_threshold_samples, with_threshold_samples)
 from .results import RECORD_FIELDS, RunLoadError, RunResult
 from .views import load_runs, relative_weights
 from .train import NonFiniteLossError, evaluate, predict_proba, prepare, train
@@ -41,5 +42,5 @@ __all__ = [
     "NoisyLabels", "add_label_noise", "pair_noise", "symmetric_noise", "transition_noise", "RunResult",
     "NonFiniteLossError", "evaluate", "predict_proba", "prepare", "train", "Recorder", "RECORD_FIELDS",
     "RunLoadError", "EqualBatchSampler", "IndexedDataset", "GRBatchWarning", "Augment", "augment_for",
-    "load_runs", "relative_weights", "NoisyData", "add_data_noise", "add_outliers", "corrupt_inputs", "SCORES", "ThresholdSamples", "find_label_issues", "label_issues_frame", "make_threshold_samples",
+    "load_runs", "relative_weights", "FlagThreshold", "flag_threshold", "with_threshold_samples", "NoisyData", "add_data_noise", "add_outliers", "corrupt_inputs", "SCORES", "ThresholdSamples", "find_label_issues", "label_issues_frame", "make_threshold_samples",
 ]
