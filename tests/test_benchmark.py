@@ -78,3 +78,65 @@ def test_tiny_benchmark_end_to_end(tmp_path, monkeypatch):
     assert code == 0 and csv.read_text() == first_csv
     assert "## Clean-vs-mislabelled detection" in doc.read_text()
     assert (csv.parent / "results_detection.csv").is_file()
+
+
+def test_tiny_paper_protocol_benchmark_chooses_on_validation_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    drv = _driver()
+    spec = ROOT / "benchmarks" / "fashion_mnist_paper_tiny.yaml"
+    out = tmp_path / "reports"
+    csv, doc = tmp_path / "paper.csv", tmp_path / "docs" / "paper.md"
+    args = ["--spec", str(spec), "--out", str(out), "--results", str(csv), "--docs", str(doc), "--quiet"]
+    assert drv.main(args + ["--workers", "2"]) == 0
+    df = pd.read_csv(csv)
+    assert list(df.columns) == drv.PAPER_CSV_COLUMNS
+    # ce and gr(lam=1) (one beta kept) x 2 seeds; every run chose its own learning rate
+    assert sorted(df.method.unique()) == ["ce", "gr(lam=1)"] and len(df) == 4
+    assert set(df.protocol) == {"paper"} and set(df.lr_candidates) == {"0.03 0.1"}
+    assert ((df.final_acc > 0) & (df.final_acc <= df.best_acc + 1e-9) & (df.train_seconds > 0)).all()
+
+    import json
+
+    runs = out / "fashion-mnist-paper-tiny" / "runs"
+    metrics = {p.name[: -len(".metrics.json")]: json.loads(p.read_text()) for p in runs.glob("*.metrics.json")}
+    assert len(metrics) == 6
+    for m in metrics.values():  # the learning rate kept is the validation choice, never a test-set one
+        sel = m["lr_selection"]
+        best = max(sel, key=lambda s: (s["val_acc"], -s["lr"]))
+        assert m["lr"] == best["lr"] and {s["lr"] for s in sel} == {0.03, 0.1}
+    # GR's beta: the one with the best mean noisy-validation accuracy over the seeds
+    gr = pd.DataFrame([{**m["parameters"], "val_acc": m["val_acc"]} for m in metrics.values()
+                       if m["parameters"]["loss"] == "gr"])
+    means = gr.groupby("beta")["val_acc"].mean()
+    best_beta = means[means == means.max()].index.min()
+    assert set(df[df.method == "gr(lam=1)"].beta) == {best_beta}
+
+    text = doc.read_text()
+    for part in ("## Setup", "Protocol `paper`", "At 40% symmetric noise", "best − final (points)",
+                 "Learning rate chosen on the noisy validation split, per seed", "GR's beta chosen",
+                 "ends highest", "The test split is never used to choose"):
+        assert part in text, part
+    figure = doc.parent / "figures" / "fashion-mnist-paper-tiny_curves__noise_rate-0.4.png"
+    assert figure.is_file() and f"(figures/{figure.name})" in text
+
+    # resumable: a second invocation executes nothing; --no-run rebuilds the same CSV from the finished runs
+    before = {p.name: json.loads(p.read_text())["finished"] for p in runs.glob("*.manifest.json")}
+    first = csv.read_text()
+    assert drv.main(args) == 0
+    assert {p.name: json.loads(p.read_text())["finished"] for p in runs.glob("*.manifest.json")} == before
+    doc.unlink()
+    assert drv.main(args + ["--no-run"]) == 0 and csv.read_text() == first and doc.is_file()
+
+
+def test_only_some_settings_keeps_the_run_ids_and_cache_keys():
+    from grlib.report import load_spec
+
+    drv = _driver()
+    path = ROOT / "benchmarks" / "fashion_mnist_paper.yaml"
+    full = {r.run_id: r.cache_key("x") for r in load_spec(path).runs()}
+    first = load_spec(drv.restrict(str(path), ["symmetric 0.4"]), base_dir=path.parent)
+    assert first.name == "fashion-mnist-paper" and len(first.runs()) == len(full) // 4
+    assert {r.run_id: r.cache_key("x") for r in first.runs()}.items() <= full.items()
+    assert {r.parameters["noise_rate"] for r in first.runs()} == {0.4}
+    with pytest.raises(SystemExit, match="not a noise setting"):
+        drv.restrict(str(path), ["symmetric 0.3"])

@@ -450,6 +450,41 @@ def test_scrubber_removes_places_and_host():
     assert absolute_paths_in(out) == []
 
 
+def test_figures_come_from_the_histories_and_are_redrawn_only_when_their_numbers_change(tmp_path):
+    from grlib.report.plots import make_figures
+
+    rows, histories = [], {}
+    for v, loss in (("ce", "ce"), ("gr(lam=1, beta=12)", "gr")):
+        for rate in (0.0, 0.2, 0.4):
+            for seed in (0, 1):
+                rid = f"{loss}-{rate}-{seed}"
+                fit = np.linspace(0, rate * (2.0 if loss == "ce" else 0.5), 5)
+                histories[rid] = pd.DataFrame({"epoch": np.arange(1, 6), "test_acc": np.linspace(0.5, 0.9, 5),
+                                               "noisy_fit": fit if rate else np.nan})
+                rows.append({"run_id": rid, "notebook": "nb", "method": loss, "variant": v, "loss": loss,
+                             "noise_rate": rate, "seed": seed, "status": "ok", "final_acc": 0.9 - rate / 2,
+                             "best_acc": 0.92 - rate / 3, "noisy_fit": fit[-1] if rate else np.nan})
+    data = stats.ReportData(pd.DataFrame(rows), histories, ["variant"], ["noise_rate"], {})
+    figs = make_figures(data, tmp_path / "figures")
+    names = sorted(f["name"] for f in figs)
+    assert names == ["accuracy_vs_noise_rate", "curves__noise_rate-0", "curves__noise_rate-0.2",
+                     "curves__noise_rate-0.4", "memorisation_vs_noise_rate"]
+    files = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert len(files) == 2 * len(names) + 1  # PNG + PDF each, and the digests
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "figures").glob("*.png")}
+    make_figures(data, tmp_path / "figures")  # same numbers: nothing redrawn
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "figures").glob("*.png")} == mtimes
+    histories["ce-0.4-0"] = histories["ce-0.4-0"].assign(test_acc=0.1)  # one curve changed: only its figure
+    make_figures(data, tmp_path / "figures")
+    changed = {p.name for p in mtimes if p.stat().st_mtime_ns != mtimes[p]}
+    assert changed == {"curves__noise_rate-0.4.png"}
+    # fewer settings: the figures no longer shown are removed
+    make_figures(stats.ReportData(data.runs[data.runs.noise_rate > 0], histories, ["variant"], ["noise_rate"], {}),
+                 tmp_path / "figures")
+    assert not (tmp_path / "figures" / "curves__noise_rate-0.png").exists()
+    assert not (tmp_path / "figures" / "accuracy_vs_noise_rate.png").exists()  # two rates: no axis figure
+
+
 # -- the runner's refusals (fast: nothing runs) -------------------------------------------------------
 @pytest.mark.parametrize("address", ["garbage", "tcp://host", "tcp://:8786", "host:99999", "http://h:1", ""])
 def test_bad_scheduler_address_is_refused_with_the_form(address):
@@ -632,8 +667,9 @@ def test_tiny_spec_end_to_end_then_cached_then_a_damaged_run_reruns(tmp_path, sc
         assert section in index, section
     for rid in ids:
         assert f'href="runs/{rid}.history.csv"' in index and f'href="runs/{rid}.metrics.json"' in index
-    for fig in ("curves__noise_rate-0.4", "curves__noise_rate-0", "accuracy_vs_noise_rate"):
+    for fig in ("curves__noise_rate-0.4", "curves__noise_rate-0"):
         assert f'src="figures/{fig}.png"' in index and (report / "figures" / f"{fig}.pdf").is_file()
+    assert "accuracy_vs_noise_rate" not in index  # two noise rates: the tables say it all
     assert index.count('<table class="sortable') >= 5 and "<script>" in index
     table = pd.read_csv(report / "runs.csv")
     assert len(table) == len(ids) and set(table["status"]) == {"ok"} and table["train_seconds"].gt(0).all()
