@@ -728,6 +728,17 @@ def test_notebook_05_chooses_the_learning_rate_on_noisy_validation(tmp_path, scr
 
 
 @pytest.mark.slow
+def test_a_diverging_candidate_learning_rate_cannot_be_chosen():
+    from grlib.report.kernel import train_run
+
+    run = train_run(run_config(dataset="digits", epochs=2, loss="ce", val_fraction=0.2), lrs=[0.05, 1e6])
+    assert run.config.lr == 0.05 and run.result.epochs_completed == 2
+    assert [s["lr"] for s in run.selection] == [0.05, 1e6] and "non-finite" in run.selection[1]["stopped"]
+    with pytest.raises(FloatingPointError, match="every candidate learning rate"):
+        train_run(run_config(dataset="digits", epochs=2, loss="ce", val_fraction=0.2), lrs=[1e6])
+
+
+@pytest.mark.slow
 def test_failing_notebook_is_isolated_and_reported(tmp_path, scratch, capsys):
     light_notebook(tmp_path / "flaky.ipynb", """\
         if seed == 1:

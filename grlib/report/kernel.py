@@ -215,13 +215,22 @@ def train_run(config, *, lrs=(), progress: bool = False) -> TrainedRun:
         t0 = time.perf_counter()
         result = train(config, data=data, noisy=noisy, progress=progress)
         return TrainedRun(result, config, time.perf_counter() - t0)
-    seconds, results = 0.0, {}
+    seconds, results, diverged = 0.0, {}, {}
     for lr in lrs:
         cfg = config.replace(lr=lr)
         t0 = time.perf_counter()
-        results[lr] = train(cfg, data=data, noisy=noisy, progress=progress)
+        # a candidate whose loss or gradient turns non-finite stops there and cannot be chosen; the run goes on
+        res = train(cfg, data=data, noisy=noisy, progress=progress, on_nonfinite="stop")
         seconds += time.perf_counter() - t0
+        if (res.epochs_completed or 0) < cfg.epochs:
+            diverged[lr] = res.stopped or f"stopped after {res.epochs_completed} epochs"
+        else:
+            results[lr] = res
+    if not results:
+        raise FloatingPointError(f"every candidate learning rate of lrs={lrs} stopped early: "
+                                 + "; ".join(f"lr {k:g}: {v}" for k, v in diverged.items()))
     chosen = choose_by_validation(results)
-    selection = [{"lr": lr, "val_acc": _final(r.history, "val_acc", r.epochs_completed), "chosen": lr == chosen}
-                 for lr, r in results.items()]
+    selection = [{"lr": lr, "val_acc": _final(results[lr].history, "val_acc", results[lr].epochs_completed)
+                  if lr in results else None, "chosen": lr == chosen,
+                  **({"stopped": diverged[lr]} if lr in diverged else {})} for lr in lrs]
     return TrainedRun(results[chosen], config.replace(lr=chosen), seconds, selection)
