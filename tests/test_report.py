@@ -438,6 +438,22 @@ def test_kernel_settings_and_run_overrides():
             run_config(**{**settings, "protocol": "paper"})
 
 
+def test_notebook_05_figure_names_differ_for_runs_that_differ_in_any_setting():
+    from grlib.figures import figure_name
+    from grlib.report.kernel import config_digest
+
+    base = {"dataset": "digits", "loss": "gr", "lam": 1.0, "beta": 12.0, "noise_rate": 0.4, "seed": 0}
+    variants = [{}, {"epochs": 50}, {"lr": 0.01}, {"noise": "pair"}, {"batch_size": 128}, {"protocol": "paper"},
+                {"augment": True}, {"protocol": "paper", "augment": False}, {"aug_shift": 2, "augment": True}]
+    names = set()
+    for v in variants:
+        cfg = run_config(**{**base, **v})
+        names.add(figure_name("05_training_run", dataset=cfg.dataset, noise=cfg.noise, noise_rate=cfg.noise_rate,
+                              method=cfg.label, seed=cfg.seed, settings=config_digest(cfg)))
+    assert len(names) == len(variants)
+    assert config_digest(run_config(**base)) == config_digest(run_config(**base))  # stable
+
+
 def test_scrubber_removes_places_and_host():
     import grlib as g
 
