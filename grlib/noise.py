@@ -25,7 +25,7 @@ exception: ``kind="none"`` ignores ``rate`` (a run configured with
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -46,6 +46,9 @@ class NoisyLabels:
     is_noisy:      bool ``[N]``, True where ``labels != true_labels``.
     transition:    float ``[C, C]``, the expected transition matrix that was sampled.
     kind, rate:    how the noise was made.
+    masks:         other kinds of damage made together with the labels' (``{"is_outlier": bool [N],
+                   "is_corrupted": bool [N]}`` from :func:`grlib.prepare` with outliers or corrupted
+                   inputs; see :mod:`grlib.corruption`), else empty.
     """
 
     labels: np.ndarray
@@ -54,6 +57,7 @@ class NoisyLabels:
     transition: np.ndarray
     kind: str
     rate: float
+    masks: dict = field(default_factory=dict)
 
     @property
     def realised_rate(self) -> float:

@@ -34,6 +34,7 @@ stops there, with the records up to and including that step.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import time
@@ -83,7 +84,15 @@ def prepare(config: RunConfig, data: Dataset | None = None) -> tuple[Dataset, No
                              "to train on your own data pass it: train(config, data=(X, y)) or data=your Dataset")
         data = load_dataset(config.dataset, val_fraction=config.val_fraction, n_train=config.n_train,
                             split_seed=config.split_seed)
-    noisy = add_label_noise(data.y_train, data.num_classes, config.noise, config.noise_rate, seed=config.seed)
+    if config.outlier_fraction > 0 or config.corruption_fraction > 0:  # inputs damaged too (issue 14)
+        src = _Source(name=data.name, num_classes=data.num_classes, y_true=np.asarray(data.y_train),
+                      image_shape=data.image_shape, x=data.x_train, builtin=data.name in dataset_names())
+        noisy, masks = _corrupt(config, src)
+        noisy.masks.update(masks)
+        object.__setattr__(noisy, "outlier_source_used", src.outlier_source_used)
+        data = dataclasses.replace(data, x_train=src.x)
+    else:
+        noisy = add_label_noise(data.y_train, data.num_classes, config.noise, config.noise_rate, seed=config.seed)
     val_labels = None
     if len(data.y_val):
         val_labels = add_label_noise(data.y_val, data.num_classes, config.noise, config.noise_rate,
@@ -242,6 +251,7 @@ def _corrupt(config: RunConfig, src: _Source):
                         transition=nd.label_noise.transition, kind=nd.label_noise.kind, rate=nd.label_noise.rate)
     src.outlier_source_used = nd.outlier_source
     return noisy, {"is_outlier": nd.is_outlier, "is_corrupted": nd.is_corrupted}
+
 
 
 def _build_model(config: RunConfig, model, src: _Source):
@@ -470,6 +480,7 @@ def train(config: RunConfig | None = None, *, data=None, noisy: NoisyLabels | No
         if not isinstance(noisy, NoisyLabels):
             raise TypeError(f"noisy must be a grlib.NoisyLabels, got {type(noisy).__name__}")
         mask_known = True
+        extra_masks = dict(getattr(noisy, "masks", {}) or {})
     n = len(noisy.labels)
     if n == 0:
         raise ValueError("the training split is empty; nothing to train on")
@@ -651,7 +662,8 @@ def train(config: RunConfig | None = None, *, data=None, noisy: NoisyLabels | No
         result.model = net
     if extra_masks:
         result.masks.update(extra_masks)
-        result.metadata["outlier_source_used"] = getattr(src, "outlier_source_used", None)
+        result.metadata["outlier_source_used"] = getattr(src, "outlier_source_used", None) or \
+            getattr(noisy, "outlier_source_used", None)
         if record_path is not None:
             result.save(record_path)
     if failure is not None and on_nonfinite == "raise":

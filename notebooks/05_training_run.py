@@ -68,10 +68,14 @@ aug_noise: Optional[float] = None  # Gaussian input noise (std); None: the data 
 model: str = "mlp"  # mlp | cnn
 hidden: list = []  # MLP hidden widths, e.g. [512, 512]; empty: the default (256, 256)
 n_train: int = 0  # stratified subset of the training split; 0 keeps all of it
+outlier_fraction: float = 0.0  # share of training inputs replaced by out-of-distribution inputs (labels kept)
+outlier_source: str = "auto"  # auto | fashion_mnist | digits | noise | gaussian
+corruption_fraction: float = 0.0  # share of training inputs with heavy perceptual noise (labels kept)
+corruption_kind: str = "mixed"  # gaussian | blur | occlusion | mixed
 val_fraction: float = 0.0  # held-out share of the training split: a noisy validation split
 seed: int = 0  # label noise, initialisation and shuffling
 figures: bool = True  # draw this notebook's figures (grlib report draws its own from the history CSV)
-figures_dir: str = "../figures"  # where the figures go (PNG and PDF)
+figures_dir: str = ""  # where the figures go (PNG and PDF); empty: the repository's figures/
 metrics_path: str = ""  # JSON file for the key numbers; empty: <figures_dir>/<figure stem>.json
 history_path: str = ""  # CSV file for the per-epoch history; empty: not written
 runs: list = []  # several runs in this kernel (set by grlib report): per-run overrides of these parameters
@@ -81,7 +85,7 @@ progress: bool = False  # a progress bar over epochs
 from pathlib import Path
 
 import grlib
-from grlib.figures import figure_name
+from grlib.figures import default_figures_dir, figure_name
 from grlib.io import atomic_write_text
 from grlib.report.kernel import config_digest, expand_runs, run_config, train_run
 
@@ -89,8 +93,10 @@ SETTINGS = {"dataset": dataset, "noise": noise, "noise_rate": noise_rate, "loss"
             "q": q, "protocol": protocol, "epochs": epochs, "lr": lr, "batch_size": batch_size,
             "optimizer": optimizer, "schedule": schedule, "weight_decay": weight_decay, "batchnorm": batchnorm,
             "augment": augment, "aug_shift": aug_shift, "aug_flip": aug_flip, "aug_noise": aug_noise,
-            "model": model, "hidden": hidden, "n_train": n_train, "val_fraction": val_fraction, "seed": seed}
-OUTPUTS = {"figures_dir": figures_dir, "metrics_path": metrics_path, "history_path": history_path}
+            "model": model, "hidden": hidden, "n_train": n_train, "val_fraction": val_fraction, "seed": seed,
+            "outlier_fraction": outlier_fraction, "outlier_source": outlier_source,
+            "corruption_fraction": corruption_fraction, "corruption_kind": corruption_kind}
+OUTPUTS = {"figures_dir": figures_dir or str(default_figures_dir()), "metrics_path": metrics_path, "history_path": history_path}
 jobs = expand_runs(SETTINGS, OUTPUTS, runs)
 configs = [run_config(**settings) for settings, _ in jobs]  # every run's settings checked before any training
 for config, (settings, _) in zip(configs, jobs):

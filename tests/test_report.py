@@ -918,3 +918,20 @@ def test_read_only_report_folder_is_one_clear_line(tmp_path, scratch):
             for p in paths:
                 os.chmod(p, 0o755 if p.is_dir() else 0o644)
     assert {p: (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else None) for p in paths} == before
+
+
+def test_notebook_05_reports_each_kind_of_damage(tmp_path):
+    """Issue 14: outliers and corrupted inputs are grid axes of a report; notebook 05 reports each kind."""
+    from grlib.notebook import execute_notebook, notebooks_dir
+
+    params = {"epochs": 2, "n_train": 400, "noise_rate": 0.2, "outlier_fraction": 0.1, "outlier_source": "noise",
+              "corruption_fraction": 0.1, "figures": False, "metrics_path": str(tmp_path / "m.json"),
+              "figures_dir": str(tmp_path / "fig")}
+    execute_notebook(notebooks_dir() / "05_training_run.ipynb", tmp_path / "out.ipynb", params, cwd=tmp_path)
+    m = grlib.read_metrics(tmp_path / "m.json")
+    for kind, share in (("mislabelled", None), ("outlier", 0.1), ("corrupted", 0.1)):
+        for key in ("fitted", "auc_p", "auc_confidence", "weight_ratio", "weight_share"):
+            assert 0.0 <= m[f"{kind}_{key}"] <= (1.0 if key != "weight_ratio" else 1e9), (kind, key)
+        if share is not None:
+            assert m[f"{kind}_data_share"] == pytest.approx(share)
+    assert m["config"]["outlier_fraction"] == 0.1 and m["config"]["corruption_kind"] == "mixed"

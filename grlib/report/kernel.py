@@ -187,7 +187,46 @@ class TrainedRun:
             "val_best_acc": float(np.nanmax(val)) if np.isfinite(val).any() else None,
             "lr": float(self.config.lr), "lr_selection": self.selection,
             "train_seconds": round(self.train_seconds, 3), "grlib_version": __version__,
+            **kind_metrics(res),
         }
+
+
+def kind_metrics(result) -> dict:
+    """Per touched kind (mislabelled, outlier, corrupted), against the clean examples, at the last epoch.
+
+    Only for a run with outlier or corrupted-input masks (issue 14), else ``{}``.  Keys
+    ``<kind>_fitted`` (share predicted as the given label), ``<kind>_auc_p`` (eval p, higher says
+    clean), ``<kind>_auc_confidence`` (mean p over the epochs), ``<kind>_weight_ratio`` (median
+    weight of the kind over the clean examples' median: above 1, the loss pushes harder on it) and
+    ``<kind>_weight_share`` (its share of the last epoch's weight; its share of the data beside it as
+    ``<kind>_data_share``).
+    """
+    from .. import separation_auc
+    from ..views import kind_selection, touched_kinds
+
+    if not getattr(result, "masks", None) or getattr(result, "is_noisy", None) is None:
+        return {}
+    out = {}
+    kind = result.example_kind
+    s = result.summaries
+    conf = s["p_sum"] / np.maximum(s["n_seen"], 1) if "p_sum" in s else None
+    pred = result.record("eval_pred" if "eval_pred" in result.records else "pred", -1)
+    p = result.record("eval_p" if "eval_p" in result.records else "p", -1)
+    w = result.record("weight", -1) if "weight" in result.records else None
+    clean = kind == 0
+    for name in touched_kinds(result):
+        sel, is_kind = kind_selection(result, name)
+        mask = sel.copy()
+        mask[sel] = is_kind
+        out[f"{name}_fitted"] = float((pred[mask] == result.y_given[mask]).mean()) if mask.any() else math.nan
+        out[f"{name}_auc_p"] = separation_auc(p[sel], is_kind)
+        out[f"{name}_auc_confidence"] = separation_auc(conf[sel], is_kind) if conf is not None else math.nan
+        out[f"{name}_data_share"] = float(mask.mean())
+        if w is not None:
+            med_clean = float(np.nanmedian(w[clean])) if clean.any() else math.nan
+            out[f"{name}_weight_ratio"] = float(np.nanmedian(w[mask])) / med_clean if med_clean else math.nan
+            out[f"{name}_weight_share"] = float(np.nansum(w[mask]) / np.nansum(w))
+    return out
 
 
 def train_run(config, *, lrs=(), progress: bool = False) -> TrainedRun:
