@@ -93,6 +93,8 @@ _INT_FIELDS = ("pred", "eval_pred")
 #: Columns of the per-epoch device buffer (one row per example); margin is derived per epoch.
 _COLS = ("p", "pred", "loss", "weight", "log_emphasis", "top1", "top2", "z_y")
 _C = {c: i for i, c in enumerate(_COLS)}
+#: Largest (n + 1) x C kept as the epoch's logits on the device (128 MiB of float32); beyond, per-batch derivation.
+_LOGITS_BUFFER_MAX = 1 << 25
 #: Running summaries over every epoch's training pass, each ``[n]``:
 #: n_seen (epochs the example was seen), p_sum, p_sq_sum, margin_sum, weight_sum (float64),
 #: n_correct (epochs predicted as the given label), n_forget (correct -> wrong between consecutive
@@ -201,6 +203,8 @@ class Recorder:
         self._labels_fixed = False
         self._fixed_labels = None
         self._nan3 = None
+        self._zbuf = None                    # [n + 1, C] the epoch's logits (few classes), see _init_buffers
+        self._z_dirty = False
         self._epoch_has_out = False
         self._epoch_has_eval = False
         self._pending = False                # updates since the last end_epoch
@@ -235,6 +239,11 @@ class Recorder:
     def _init_buffers(self, logits: torch.Tensor) -> None:
         self._alloc(logits.device)
         self.num_classes = int(logits.shape[1])
+        # few classes: keep the epoch's logits and derive p, the prediction and the margin once per epoch (two
+        # ops per update instead of ten); many classes: derive them per batch (the logits would not fit)
+        if (self.n + 1) * self.num_classes <= _LOGITS_BUFFER_MAX:
+            self._zbuf = torch.full((self.n + 1, self.num_classes), float("nan"), device=self.device)
+            self._zseen = torch.zeros(self.n + 1, dtype=torch.bool, device=self.device)
 
     def _alloc(self, device) -> None:
         self.device = torch.device(device)
@@ -322,26 +331,52 @@ class Recorder:
             z = z.float()
         if mask is not None:
             idx = torch.where(mask, idx, self._spare)
-        # a handful of ops, no host sync: the margin and the prediction are derived per epoch from the top two
-        # logits and the given label's logit (see _derive)
-        top_v, top_i = z.topk(2, dim=1)
-        z_y = z.gather(1, t.view(-1, 1))
         if out is not None:
             for name in ("values", "p", "weight", "log_emphasis"):
                 v = getattr(out, name, None)
                 if not isinstance(v, torch.Tensor) or v.shape != (z.shape[0],):
                     raise ValueError(f"out.{name} must be a tensor of shape [{z.shape[0]}] (a grlib LossOutput for "
                                      "this batch)")
-            cols = torch.cat([torch.stack([out.p, top_i[:, 0].to(z.dtype), out.values.detach(), out.weight,
-                                           out.log_emphasis], 1).to(z.dtype), top_v, z_y], 1)
-            self._buf.index_put_((idx,), cols)
             self._have_out = self._epoch_has_out = True
+        if self._zbuf is not None:
+            # the logits now, everything derived from them once per epoch (_materialize): no host sync
+            self._zbuf.index_put_((idx,), z)
+            self._zseen.index_fill_(0, idx, True)  # seen, even when its logits are NaN (a diverged model)
+            self._z_dirty = True
+            if out is not None:
+                self._buf[:, _C["loss"]:_C["log_emphasis"] + 1].index_put_(
+                    (idx,), torch.stack([out.values.detach(), out.weight, out.log_emphasis], 1).to(z.dtype))
         else:
-            p = torch.exp(z_y - torch.logsumexp(z, dim=1, keepdim=True))
-            self._put_no_out(idx, p, top_i, top_v, z_y)
+            # many classes: the margin and the prediction are derived per epoch from the top two logits and the
+            # given label's logit (see _derive)
+            top_v, top_i = z.topk(2, dim=1)
+            z_y = z.gather(1, t.view(-1, 1))
+            if out is not None:
+                cols = torch.cat([torch.stack([out.p, top_i[:, 0].to(z.dtype), out.values.detach(), out.weight,
+                                               out.log_emphasis], 1).to(z.dtype), top_v, z_y], 1)
+                self._buf.index_put_((idx,), cols)
+            else:
+                p = torch.exp(z_y - torch.logsumexp(z, dim=1, keepdim=True))
+                self._put_no_out(idx, p, top_i, top_v, z_y)
         if not self._labels_fixed:
             self._given[idx] = t
         self._pending = True
+
+    @torch.no_grad()
+    def _materialize(self) -> None:
+        """Fill the buffer's p, pred, top1, top2 and z_y columns from the epoch's logits (few-class mode)."""
+        if self._zbuf is None or not self._z_dirty:
+            return
+        z = self._zbuf
+        seen = self._zseen
+        given = self._given.clamp(min=0).view(-1, 1)
+        z_y = z.gather(1, given)
+        top_v, top_i = z.topk(2, dim=1)
+        p = torch.exp(z_y - torch.logsumexp(z, dim=1, keepdim=True))
+        pred = torch.where(seen.view(-1, 1), top_i[:, :1].to(z.dtype), torch.full_like(p, float("nan")))
+        self._buf[:, _C["p"]:_C["pred"] + 1] = torch.cat([p, pred], 1)
+        self._buf[:, _C["top1"]:_C["z_y"] + 1] = torch.cat([top_v, z_y], 1)
+        self._z_dirty = False
 
     def _put_no_out(self, idx, p, top_i, top_v, z_y) -> None:
         nan = self._nan_cols(p.shape[0])
@@ -378,6 +413,7 @@ class Recorder:
         check_choice("field", field, RECORD_FIELDS + ("given",))
         if self._buf is None:
             return None
+        self._materialize()
         b = self._buf[: self.n]
         if field == "given":
             return self._given[: self.n]
@@ -406,6 +442,7 @@ class Recorder:
             if k in ("epoch", "partial"):
                 raise ValueError(f"history name {k!r} is reserved")
         ehost = None
+        self._materialize()
         if self.world > 1:
             self._merge_epoch()
         if self._buf is None:  # nothing seen at all
@@ -514,6 +551,10 @@ class Recorder:
         if self._buf is not None:
             self._buf.fill_(float("nan"))
             self._ebuf.fill_(float("nan"))
+        if self._zbuf is not None:
+            self._zbuf.fill_(float("nan"))
+            self._zseen.fill_(False)
+            self._z_dirty = False
         self._epoch_has_out = False
         self._epoch_has_eval = False
         self._pending = False

@@ -530,17 +530,23 @@ def _check_n(folder: Path, name: str, arr, n: int):
         raise RunLoadError(f"{name} in {str(folder)!r} has {np.shape(arr)[-1]} examples but the run has {n}")
 
 
-def _load_v2(folder: Path, meta: dict, mmap: bool) -> RunResult:
-    labels = _read_npz(folder / "labels.npz")
-    if "y_given" not in labels:
-        raise RunLoadError(f"{str(folder / 'labels.npz')!r} lacks y_given")
-    n = labels["y_given"].size
+def _load_records(folder: Path, meta: dict, n: int, mmap: bool) -> tuple[np.ndarray, dict]:
+    """The record epochs a run (or a Recorder's progress file) states, and its records/<field>.npy cut to them."""
     rec_epochs = np.asarray(meta.get("record_epochs") or [], np.int64)
     records = {}
     for name in meta.get("fields") or {}:
         arr = _load_npy(folder / "records" / f"{name}.npy", len(rec_epochs), mmap)
         _check_n(folder, f"records/{name}.npy", arr, n)
         records[name] = arr
+    return rec_epochs, records
+
+
+def _load_v2(folder: Path, meta: dict, mmap: bool) -> RunResult:
+    labels = _read_npz(folder / "labels.npz")
+    if "y_given" not in labels:
+        raise RunLoadError(f"{str(folder / 'labels.npz')!r} lacks y_given")
+    n = labels["y_given"].size
+    rec_epochs, records = _load_records(folder, meta, n, mmap)
     summaries = _read_npz(folder / "summaries.npz") if (folder / "summaries.npz").is_file() else {}
     for k, v in summaries.items():
         _check_n(folder, f"summaries.npz[{k}]", v, n)
@@ -562,12 +568,7 @@ def _load_progress(folder: Path, meta: dict, mmap: bool) -> RunResult:
     n = meta.get("n_examples")
     if not isinstance(n, int) or n < 1:
         raise RunLoadError(f"{str(folder / 'progress.json')!r} does not state n_examples")
-    rec_epochs = np.asarray(meta.get("record_epochs") or [], np.int64)
-    records = {}
-    for name in meta.get("fields") or {}:
-        arr = _load_npy(folder / "records" / f"{name}.npy", len(rec_epochs), mmap)
-        _check_n(folder, f"records/{name}.npy", arr, n)
-        records[name] = arr
+    rec_epochs, records = _load_records(folder, meta, n, mmap)
     lab = folder / "labels_given.npy"
     y_given = np.load(lab, allow_pickle=False).astype(np.int64) if lab.is_file() else np.full(n, -1, np.int64)
     done = int(meta.get("epochs_completed") or 0)
