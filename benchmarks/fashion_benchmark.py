@@ -391,6 +391,36 @@ PAPER_CSV_COLUMNS = CSV_COLUMNS + ["protocol", "augment", "aug_shift", "aug_flip
                                    "lr_candidates", "mem_delay", "train_seconds"]
 
 
+def restrict_methods(data: dict, methods: list[str], spec_path: str) -> dict:
+    """``data`` (a spec as a dict) with its methods cut to ``methods``: names (``"ce"``) or one variant of a
+    method (``"gr:lam=1"``, matched on the variant's own keys). Run ids depend only on a run's own variant,
+    noise setting and seed, so the kept runs keep their ids and cache keys."""
+    import yaml
+
+    def number_or_text(text):
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError:
+            return text
+
+    declared = data.get("methods") or {}
+    kept = {}
+    for item in methods:
+        name, _, cond = item.partition(":")
+        if name not in declared:
+            raise SystemExit(f"--method {item!r}: {name!r} is not a method of {spec_path}; it has "
+                             f"{', '.join(declared)}")
+        subs = declared[name] if isinstance(declared[name], list) else [declared[name]]
+        if cond:
+            key, _, value = cond.partition("=")
+            subs = [sub for sub in subs if key in sub and sub[key] == number_or_text(value)]
+            if not subs:
+                raise SystemExit(f"--method {item!r}: no variant of {name!r} has {key} = {value}")
+        kept.setdefault(name, [])
+        kept[name] += [sub for sub in subs if sub not in kept[name]]
+    return {**data, "methods": {k: v if len(v) > 1 else v[0] for k, v in kept.items()}}
+
+
 def restrict(spec_path: str, settings: list[str]) -> dict:
     """The spec at ``spec_path`` with its grid cut to ``settings`` (e.g. ``["symmetric 0.4"]``), as a dict.
 
@@ -604,13 +634,21 @@ def main(argv=None) -> int:
     ap.add_argument("--only", action="append", default=None, metavar="SETTING",
                     help="run (and report) only this noise setting of a one-stage spec, e.g. --only 'symmetric 0.4' "
                          "(repeatable); the runs are the spec's own, cached in its report folder")
+    ap.add_argument("--method", action="append", default=None, metavar="METHOD",
+                    help="run (and report) only this method of a one-stage spec, or one of its variants, e.g. "
+                         "--method ce --method gr:lam=1 (repeatable); the runs keep their ids and cache")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     spec = load_spec(args.spec)
-    if args.only:
+    if args.only or args.method:
+        import yaml
+
         if not selects_in_kernel(spec):
-            raise SystemExit("--only is for specs whose runs choose their own learning rate (lrs)")
-        spec = load_spec(restrict(args.spec, args.only), base_dir=Path(args.spec).resolve().parent)
+            raise SystemExit("--only and --method are for specs whose runs choose their own learning rate (lrs)")
+        data = restrict(args.spec, args.only) if args.only else yaml.safe_load(Path(args.spec).read_text())
+        if args.method:
+            data = restrict_methods(data, args.method, args.spec)
+        spec = load_spec(data, base_dir=Path(args.spec).resolve().parent)
     if selects_in_kernel(spec):
         stem = spec.name
         args.results = args.results or str(ROOT / "benchmarks" / "results" / f"{stem}.csv")

@@ -140,3 +140,21 @@ def test_only_some_settings_keeps_the_run_ids_and_cache_keys():
     assert {r.parameters["noise_rate"] for r in first.runs()} == {0.4}
     with pytest.raises(SystemExit, match="not a noise setting"):
         drv.restrict(str(path), ["symmetric 0.3"])
+
+
+def test_only_some_methods_keeps_the_run_ids_and_cache_keys():
+    from grlib.report import load_spec
+
+    drv = _driver()
+    path = ROOT / "benchmarks" / "fashion_mnist_paper.yaml"
+    full = {r.run_id: r.cache_key("x") for r in load_spec(path).runs()}
+    data = drv.restrict_methods(drv.restrict(str(path), ["symmetric 0.4"]), ["ce", "gr:lam=1"], str(path))
+    spec = load_spec(data, base_dir=path.parent)
+    runs = spec.runs()
+    assert {r.run_id: r.cache_key("x") for r in runs}.items() <= full.items()
+    assert len(runs) == 2 * 3                                   # two methods (one GR variant) x three seeds
+    assert {(r.parameters["loss"], r.parameters.get("lam")) for r in runs} == {("ce", None), ("gr", 1)}
+    with pytest.raises(SystemExit, match="'focal' is not a method"):
+        drv.restrict_methods(data, ["focal"], str(path))
+    with pytest.raises(SystemExit, match="no variant of 'gr' has lam = 3"):
+        drv.restrict_methods(drv.restrict(str(path), ["symmetric 0.4"]), ["gr:lam=3"], str(path))
