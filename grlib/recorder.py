@@ -93,8 +93,12 @@ _INT_FIELDS = ("pred", "eval_pred")
 #: Columns of the per-epoch device buffer (one row per example); margin is derived per epoch.
 _COLS = ("p", "pred", "loss", "weight", "log_emphasis", "top1", "top2", "z_y")
 _C = {c: i for i, c in enumerate(_COLS)}
-#: Largest (n + 1) x C kept as the epoch's logits on the device (128 MiB of float32); beyond, per-batch derivation.
-_LOGITS_BUFFER_MAX = 1 << 25
+#: Largest (n + 1) x C kept as the epoch's logits on the device (16 MiB of float32: Fashion-MNIST's 60,000 x 10
+#: and CIFAR-10's 50,000 x 10 fit); beyond, p, the prediction and the top two logits are derived per batch, which
+#: keeps the memory of a million-example run (bench_recorder.py scale) and costs a few more ops per update.
+_LOGITS_BUFFER_MAX = 1 << 22
+#: Examples per block when the running summaries are updated at the end of an epoch.
+_SUMMARY_BLOCK = 1 << 16
 #: Running summaries over every epoch's training pass, each ``[n]``:
 #: n_seen (epochs the example was seen), p_sum, p_sq_sum, margin_sum, weight_sum (float64),
 #: n_correct (epochs predicted as the given label), n_forget (correct -> wrong between consecutive
@@ -213,9 +217,9 @@ class Recorder:
         self._history: dict[str, list] = {}
         self._unseen: list[int] = []
         self.summaries = {
-            "n_seen": np.zeros(self.n, np.int64), "p_sum": np.zeros(self.n), "p_sq_sum": np.zeros(self.n),
-            "margin_sum": np.zeros(self.n), "weight_sum": np.zeros(self.n), "n_correct": np.zeros(self.n, np.int64),
-            "n_forget": np.zeros(self.n, np.int64), "last_correct": np.full(self.n, -1, np.int8),
+            "n_seen": np.zeros(self.n, np.int32), "p_sum": np.zeros(self.n), "p_sq_sum": np.zeros(self.n),
+            "margin_sum": np.zeros(self.n), "weight_sum": np.zeros(self.n), "n_correct": np.zeros(self.n, np.int32),
+            "n_forget": np.zeros(self.n, np.int32), "last_correct": np.full(self.n, -1, np.int8),
         }
         self._given_host = np.full(self.n, -1, np.int64)
         if not self._deferred:
@@ -484,22 +488,27 @@ class Recorder:
         return {"epoch": epoch, "seen": int(seen.sum()), "unseen": int(self.n - seen.sum())}
 
     def _update_summaries(self, host: np.ndarray, seen: np.ndarray) -> None:
-        s = self.summaries
-        p = host[0].astype(np.float64)
-        pred = host[1]
-        margin = host[2].astype(np.float64)
-        ok = seen & np.isfinite(p)
-        s["n_seen"] += seen
-        s["p_sum"] += np.where(ok, p, 0.0)
-        s["p_sq_sum"] += np.where(ok, p * p, 0.0)
-        s["margin_sum"] += np.where(seen & np.isfinite(margin), margin, 0.0)
-        if self._epoch_has_out:
-            w = host[4].astype(np.float64)
-            s["weight_sum"] += np.where(seen & np.isfinite(w), w, 0.0)
-        correct = seen & (pred == self._given_host)
-        s["n_correct"] += correct
-        s["n_forget"] += seen & (s["last_correct"] == 1) & ~correct
-        s["last_correct"] = np.where(seen, correct.astype(np.int8), s["last_correct"])
+        # in blocks of examples: the float64 temporaries stay a few MiB whatever n (a 1M-example run would
+        # otherwise hold ~50 MiB of them at the end of every epoch)
+        for lo in range(0, self.n, _SUMMARY_BLOCK):
+            sl = slice(lo, min(self.n, lo + _SUMMARY_BLOCK))
+            s = {k: v[sl] for k, v in self.summaries.items()}  # views: updated in place
+            sn = seen[sl]
+            p = host[0][sl].astype(np.float64)
+            pred = host[1][sl]
+            margin = host[2][sl].astype(np.float64)
+            ok = sn & np.isfinite(p)
+            s["n_seen"] += sn
+            s["p_sum"] += np.where(ok, p, 0.0)
+            s["p_sq_sum"] += np.where(ok, p * p, 0.0)
+            s["margin_sum"] += np.where(sn & np.isfinite(margin), margin, 0.0)
+            if self._epoch_has_out:
+                w = host[4][sl].astype(np.float64)
+                s["weight_sum"] += np.where(sn & np.isfinite(w), w, 0.0)
+            correct = sn & (pred == self._given_host[sl])
+            s["n_correct"] += correct
+            s["n_forget"] += sn & (s["last_correct"] == 1) & ~correct
+            s["last_correct"][:] = np.where(sn, correct.astype(np.int8), s["last_correct"])
 
     def _field_available(self, f: str) -> bool:
         if f in EVAL_FIELDS:
@@ -523,7 +532,7 @@ class Recorder:
             if f in _INT_FIELDS:
                 row = np.where(np.isfinite(row), row, -1).astype(dtype)
             else:
-                row = row.astype(dtype)
+                row = row.astype(dtype)  # a copy: the rows are views of the epoch buffer, reused next epoch
             self._append_row(f, row, dtype)
 
     def _field_dtype(self, f: str) -> np.dtype:
@@ -730,13 +739,14 @@ class Recorder:
             self.num_classes = int(classes)
 
 
-def _derive(raw: np.ndarray, given: np.ndarray) -> np.ndarray:
-    """The epoch's TRAIN_FIELDS rows ``[6, n]`` from the device buffer's columns (margin from the top two logits)."""
+def _derive(raw: np.ndarray, given: np.ndarray) -> list[np.ndarray]:
+    """The epoch's TRAIN_FIELDS rows (``n`` each) from the device buffer's columns (margin from the top two logits).
+
+    Views of ``raw`` where possible (no ``[6, n]`` copy: a million-example epoch would hold 24 MB more)."""
     pred = raw[:, _C["pred"]]
-    other = np.where(pred == given, raw[:, _C["top2"]], raw[:, _C["top1"]])
-    margin = raw[:, _C["z_y"]] - other
-    return np.stack([raw[:, _C["p"]], pred, margin, raw[:, _C["loss"]], raw[:, _C["weight"]],
-                     raw[:, _C["log_emphasis"]]])
+    margin = np.where(pred == given, raw[:, _C["top2"]], raw[:, _C["top1"]])
+    np.subtract(raw[:, _C["z_y"]], margin, out=margin)
+    return [raw[:, _C["p"]], pred, margin, raw[:, _C["loss"]], raw[:, _C["weight"]], raw[:, _C["log_emphasis"]]]
 
 
 def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:

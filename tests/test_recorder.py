@@ -293,3 +293,35 @@ def test_result_takes_masks_and_metadata(tmp_path):
     q = grlib.RunResult.load(tmp_path / "m")
     assert q.metadata["data_name"] == "scans" and q.metadata["note"] == "hand-made" and q.config == {"loss": "ce"}
     assert q.is_noisy.tolist() == [False, False, False, True]
+
+
+@pytest.mark.parametrize("with_out", [True, False])
+def test_logits_buffer_and_per_batch_paths_record_the_same(monkeypatch, with_out):
+    """Few classes keep the epoch's logits and derive once per epoch; many classes derive per batch: same records."""
+    import grlib.recorder as recorder_module
+
+    g = torch.Generator().manual_seed(0)
+    n, c = 50, 4
+    epochs = [(torch.randperm(n, generator=g)[:41], torch.randn(n, c, generator=g) * 3) for _ in range(3)]
+    y = torch.randint(0, c, (n,), generator=g)
+    loss_fn = grlib.get_loss("gr")
+
+    def record(limit):
+        monkeypatch.setattr(recorder_module, "_LOGITS_BUFFER_MAX", limit)
+        rec = grlib.Recorder(n)
+        for seen, z in epochs:
+            for idx in torch.split(seen, 16):                      # three batches, the last one short, 9 unseen
+                out = loss_fn.details(z[idx], y[idx]) if with_out else None
+                rec.update(idx, z[idx], y[idx], out)
+            rec.end_epoch()
+        assert (rec._zbuf is not None) == (limit > 0)
+        return rec.result()
+
+    buffered, per_batch = record(1 << 22), record(0)
+    assert set(buffered.records) == set(per_batch.records)
+    assert ("weight" in buffered.records) == with_out
+    for f in buffered.records:
+        np.testing.assert_allclose(buffered.records[f], per_batch.records[f], rtol=1e-6, atol=1e-6, err_msg=f)
+        assert np.isnan(buffered.records[f][0][~np.isin(np.arange(n), epochs[0][0])]).all() or f == "pred"
+    for k in SUMMARY_FIELDS:
+        np.testing.assert_allclose(buffered.summaries[k], per_batch.summaries[k], rtol=1e-6, atol=1e-6, err_msg=k)
