@@ -63,7 +63,7 @@ class RunConfig:
     corruption_kind: str = "mixed"   # gaussian | blur | occlusion | mixed
     corruption_severity: float = 0.5  # (0, 1]
     loss: str = "gr"                 # ce | mae | mse | gce | sce | nce+rce | gr
-    loss_params: dict = field(default_factory=lambda: dict(DEFAULT_GR_PARAMS))
+    loss_params: dict | None = None  # None: (lam, beta) = DEFAULT_GR_PARAMS for "gr", the loss's own defaults else
     model: str = "mlp"               # mlp | cnn (or a user's model: train(model=...))
     hidden: tuple = (256, 256)       # MLP hidden widths
     epochs: int = 100
@@ -105,6 +105,9 @@ class RunConfig:
         if touched >= 1.0:
             raise ValueError(f"noise_rate + outlier_fraction + corruption_fraction = {touched:g} must be below 1 "
                              "(the three kinds are disjoint)")
+        if self.loss_params is None:
+            gr = isinstance(self.loss, str) and self.loss.lower() == "gr"
+            object.__setattr__(self, "loss_params", dict(DEFAULT_GR_PARAMS) if gr else {})
         if not isinstance(self.loss_params, dict):
             raise TypeError(f"loss_params must be a dict, got {type(self.loss_params).__name__}")
         get_loss(self.loss, **self.loss_params)  # validates the name and the parameters

@@ -375,3 +375,15 @@ def test_outliers_and_corrupted_inputs_flow_through_train_and_save(tmp_path):
         r.mask("is_blurred")
     with pytest.raises(ValueError, match=r"noise_rate \+ outlier_fraction \+ corruption_fraction = 1.1 must be below 1"):
         RunConfig(noise_rate=0.5, outlier_fraction=0.3, corruption_fraction=0.3)
+
+
+def test_runconfig_default_loss_params_follow_the_loss():
+    """GR's (lam, beta) are the default for "gr" only: RunConfig(loss="ce") needs no loss_params={}."""
+    from grlib.config import DEFAULT_GR_PARAMS
+
+    assert grlib.RunConfig().loss_params == DEFAULT_GR_PARAMS
+    assert grlib.RunConfig(loss="ce").loss_params == {}
+    assert grlib.RunConfig(loss="gce").loss_params == {}
+    assert grlib.RunConfig(loss="gr", loss_params={"lam": 2.0, "beta": 20.0}).loss_params == {"lam": 2.0, "beta": 20.0}
+    with pytest.raises(TypeError, match=r"loss 'ce' got unknown parameter\(s\) \['lam'\]"):
+        grlib.RunConfig(loss="ce", loss_params={"lam": 1.0})
