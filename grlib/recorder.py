@@ -745,7 +745,8 @@ def _derive(raw: np.ndarray, given: np.ndarray) -> list[np.ndarray]:
     Views of ``raw`` where possible (no ``[6, n]`` copy: a million-example epoch would hold 24 MB more)."""
     pred = raw[:, _C["pred"]]
     margin = np.where(pred == given, raw[:, _C["top2"]], raw[:, _C["top1"]])
-    np.subtract(raw[:, _C["z_y"]], margin, out=margin)
+    with np.errstate(invalid="ignore"):  # inf - inf: a diverged example's margin is NaN, as its other fields
+        np.subtract(raw[:, _C["z_y"]], margin, out=margin)
     return [raw[:, _C["p"]], pred, margin, raw[:, _C["loss"]], raw[:, _C["weight"]], raw[:, _C["log_emphasis"]]]
 
 
