@@ -46,3 +46,16 @@ def check_int(name: str, value, *, low: int | None = None, high: int | None = No
         raise ValueError(f"{name}={value} is too large; allowed: integers <= {high}"
                          + (f" and >= {low}" if low is not None else ""))
     return value
+
+
+def as_array(name: str, values):
+    """``values`` as a numpy array (a torch tensor on any device is copied to the host); ragged input is a
+    ValueError naming ``name``."""
+    import numpy as np
+
+    if hasattr(values, "detach") and hasattr(values, "cpu"):  # a torch tensor, on any device
+        values = values.detach().cpu().numpy()
+    try:
+        return np.asarray(values)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise ValueError(f"{name} cannot be read as an array: {exc}") from None

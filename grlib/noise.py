@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import check_choice, check_int, check_real
+from ._checks import as_array, check_choice, check_int, check_real
 
 __all__ = ["NoisyLabels", "add_label_noise", "symmetric_noise", "pair_noise", "transition_noise",
            "symmetric_matrix", "pair_matrix", "NOISE_KINDS"]
@@ -69,17 +69,8 @@ class NoisyLabels:
                 f"realised_rate={self.realised_rate:.4f})")
 
 
-def _as_array(name: str, values) -> np.ndarray:
-    if hasattr(values, "detach") and hasattr(values, "cpu"):  # a torch tensor, on any device
-        values = values.detach().cpu().numpy()
-    try:
-        return np.asarray(values)
-    except (ValueError, TypeError) as exc:  # ragged nested lists
-        raise ValueError(f"{name} cannot be read as an array: {exc}") from None
-
-
 def _check_labels(labels, num_classes) -> tuple[np.ndarray, int]:
-    arr = _as_array("labels", labels)
+    arr = as_array("labels", labels)
     if arr.dtype.kind not in "iu":
         hint = (" (whole-number floats: convert them with labels.astype(np.int64))" if arr.dtype.kind == "f"
                 else "")
@@ -134,7 +125,7 @@ _MATRIX_FORM = "a 2-D row-stochastic C x C array (row k: the probabilities that 
 
 def _matrix_array(matrix) -> np.ndarray:
     """``matrix`` as a 2-D square float64 array (its size is checked against num_classes later)."""
-    raw = _as_array("transition matrix", matrix)
+    raw = as_array("transition matrix", matrix)
     if raw.dtype.kind not in "iuf":
         raise TypeError(f"transition matrix must be {_MATRIX_FORM} of real numbers, got dtype {raw.dtype}")
     t = raw.astype(np.float64)

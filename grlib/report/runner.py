@@ -51,7 +51,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..io import atomic_write_json, atomic_write_text
+from ..io import atomic_write_json, atomic_write_text, sha256_file
 from .spec import Run, load_spec
 
 __all__ = ["run_report", "ReportSummary", "RunTask", "KernelTask", "execute_run", "execute_group",
@@ -111,14 +111,6 @@ def run_files(run_id: str) -> dict[str, str]:
             "history": f"{run_id}.history.csv", "figures": f"{run_id}.figures", "manifest": f"{run_id}{MANIFEST_SUFFIX}"}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _checksums(runs_dir: Path, files: dict[str, str]) -> dict[str, str]:
     """sha256 of every file a run lists (a figures folder: each file in it), by name relative to ``runs/``."""
     out = {}
@@ -127,9 +119,9 @@ def _checksums(runs_dir: Path, files: dict[str, str]) -> dict[str, str]:
         if p.is_dir():
             for q in sorted(p.rglob("*")):
                 if q.is_file():
-                    out[q.relative_to(runs_dir).as_posix()] = _sha256(q)
+                    out[q.relative_to(runs_dir).as_posix()] = sha256_file(q)
         elif p.is_file():
-            out[name] = _sha256(p)
+            out[name] = sha256_file(p)
     return out
 
 
@@ -153,7 +145,7 @@ def verify_manifest(runs_dir: Path, manifest: dict) -> str | None:
         if not p.is_file():
             return f"{name} is missing"
         try:
-            if _sha256(p) != digest:
+            if sha256_file(p) != digest:
                 return f"{name} changed since the run finished (sha256 differs)"
         except OSError as exc:
             return f"{name} cannot be read: {exc.strerror}"
