@@ -41,7 +41,7 @@ import pandas as pd
 __all__ = [
     "KINDS", "TOUCHED_KINDS", "GROUPS", "has_mask", "has_kinds", "touched_kinds", "kind_selection", "kind_shares",
     "example_titles", "weight_shares", "p_field", "recorded_epochs", "resolve_epochs", "record_row", "iter_record_rows",
-    "relative_weights", "group_masks", "run_label", "load_runs", "share_above", "p_by_epoch",
+    "relative_weights", "group_masks", "run_label", "load_runs", "train_runs", "share_above", "p_by_epoch",
     "group_medians", "weight_share_noisy", "separation_by_epoch", "ranked_examples", "run_images",
 ]
 
@@ -319,6 +319,31 @@ def run_label(result, default: str = "run") -> str:
     params = dict(cfg.get("loss_params") or {})
     first = {"lam": 0, "beta": 1}  # GR's parameters in the paper's order, whatever order a settings file kept
     return method_label(str(loss), dict(sorted(params.items(), key=lambda kv: first.get(kv[0], 2))))
+
+
+def train_runs(configs: dict, *, progress: bool = False) -> dict:
+    """Train ``configs`` (name -> :class:`grlib.RunConfig`) on one shared data set and label noise.
+
+    What notebooks 02 and 03 compare: one :func:`grlib.prepare` makes the
+    data and the noisy labels of the first config, and every run trains on
+    them (with outliers or corrupted inputs, :func:`grlib.train` adds them
+    with the run's seed, so runs with one seed see the same damaged inputs).
+    Returns ``{label: RunResult}``; a run that stops early is a RuntimeError
+    (the notebooks compare whole runs).
+    """
+    from .train import prepare, train
+
+    if not isinstance(configs, dict) or not configs:
+        raise ValueError(f"configs must be a non-empty mapping of name: RunConfig, got {configs!r}")
+    first = next(iter(configs.values()))
+    data, noisy, _ = prepare(first)
+    touched = any(c.outlier_fraction > 0 or c.corruption_fraction > 0 for c in configs.values())
+    results = {c.label: train(c, data=data, noisy=None if touched else noisy, progress=progress)
+               for c in configs.values()}
+    for c, res in zip(configs.values(), results.values()):
+        if res.epochs_completed != c.epochs:
+            raise RuntimeError(f"{res!r} stopped early: {res.stopped}")
+    return results
 
 
 def load_runs(run_dir: str) -> dict:

@@ -80,7 +80,7 @@ from grlib.figures import METHOD_COLORS, default_figures_dir, figure_name, save_
 from grlib.plotting import (GROUP_LABELS, plot_history, plot_p_heatmap, plot_share_above, plot_trajectories,
                             plot_weight_share)
 from grlib.views import (group_masks, group_medians, has_kinds, has_mask, iter_record_rows, load_runs, p_field,
-                         recorded_epochs, share_above, touched_kinds, weight_share_noisy, weight_shares)
+                         recorded_epochs, share_above, touched_kinds, train_runs, weight_share_noisy, weight_shares)
 
 use_style()
 
@@ -92,7 +92,6 @@ if not isinstance(n_per_group, int) or n_per_group < 0:
 trained = not run_dir.strip()
 out_dir = Path(figures_dir) if figures_dir else default_figures_dir()  # not the kernel's working directory
 if trained:
-    inputs_touched = outlier_fraction > 0 or corruption_fraction > 0
     key = {"dataset": dataset, "noise": noise, "noise_rate": noise_rate, "epochs": epochs, "seed": seed, "lr": lr,
            "lam": lam, "beta": beta, **({"n_train": n_train} if n_train else {}),
            **({"outlier_fraction": outlier_fraction} if outlier_fraction else {}),
@@ -122,15 +121,7 @@ metrics_file = Path(metrics_path) if metrics_path else out_dir / f"{figure_name(
 # the same seed in both runs, so both train on the same damaged inputs.
 
 # %%
-if trained:
-    data, noisy, _ = grlib.prepare(base)
-    results = {c.label: grlib.train(c, data=data, noisy=None if inputs_touched else noisy, progress=progress)
-               for c in configs.values()}
-    for res in results.values():
-        if res.epochs_completed != epochs:
-            raise RuntimeError(f"{res!r} stopped early: {res.stopped}")
-else:
-    results = load_runs(run_dir)
+results = train_runs(configs, progress=progress) if trained else load_runs(run_dir)
 run_keys = dict(zip(results, ["ce", "gr"] if trained else [f"run{k}" for k in range(1, len(results) + 1)]))
 masked = [label for label, res in results.items() if has_mask(res)]
 for label, res in results.items():

@@ -95,7 +95,7 @@ import grlib
 from grlib.figures import default_figures_dir, figure_name, save_figure, use_style
 from grlib.plotting import plot_distribution_grid, plot_image_grid, plot_separation_by_kind
 from grlib.views import (example_titles, group_masks, has_kinds, has_mask, kind_shares, load_runs, ranked_examples,
-                         record_row, resolve_epochs, run_images, separation_by_epoch, touched_kinds)
+                         record_row, resolve_epochs, run_images, separation_by_epoch, touched_kinds, train_runs)
 
 use_style()
 
@@ -142,15 +142,7 @@ metrics_file = Path(metrics_path) if metrics_path else out_dir / f"{figure_name(
 # data with the same seed in both runs.
 
 # %%
-if trained:
-    data, noisy, _ = grlib.prepare(base)
-    results = {c.label: grlib.train(c, data=data, noisy=None if inputs_touched else noisy, progress=progress)
-               for c in configs.values()}
-    for res in results.values():
-        if res.epochs_completed != epochs:
-            raise RuntimeError(f"{res!r} stopped early: {res.stopped}")
-else:
-    results = load_runs(run_dir)
+results = train_runs(configs, progress=progress) if trained else load_runs(run_dir)
 run_keys = dict(zip(results, ["ce", "gr"] if trained else [f"run{k}" for k in range(1, len(results) + 1)]))
 PF = "eval_p" if all("eval_p" in r.records for r in results.values()) else "p"  # one p field for every run
 snapshots = {}
