@@ -520,11 +520,15 @@ def paper_benchmark(spec, args, t0: float) -> int:
     lines = [f"# {spec.title}", "",
              f"Reproduce (results CSV, this page, its figures; cached and resumable, so an interrupted run "
              f"continues where it stopped): `make data && python benchmarks/fashion_benchmark.py --spec "
-             f"{_spec_arg(args.spec)} --workers {args.workers}`", "",
+             f"{_spec_arg(args.spec)} --workers {args.workers}{_subset_args(args)}`"
+             + (" (this page covers only that part of the spec: run without `--only`/`--method` for all of it)"
+                if _subset_args(args) else ""), "",
              f"{len(df)} training runs ({len(runs) - len(failed)} finished), each choosing its learning rate among "
              f"{_lrs_text(df, params)} on the noisy validation split; {train_s / 3600:.1f} h of training in all "
-             f"(the sum of the runs' `train_seconds`, selection included); this invocation took "
-             f"{seconds / 60:.1f} minutes.", "", "## Setup", ""]
+             f"(the sum of the runs' `train_seconds`, selection included); "
+             + (f"the runs took {_span_seconds([summary]) / 60:.1f} minutes of wall time (first start to last "
+                f"finish, from their manifests)." if args.no_run else
+                f"this invocation took {seconds / 60:.1f} minutes."), "", "## Setup", ""]
     lines += _setup_lines(spec, base)
     if failed:
         lines += ["", f"**Failed or damaged runs ({len(failed)})**: " + ", ".join(failed)]
@@ -572,6 +576,13 @@ def grid_edges(df: pd.DataFrame, params: dict) -> list[str]:
         if edge and all(edge):
             out.append(f"{variant} ({', '.join(sorted({f'{x:g}' for x in g['lr']}))})")
     return out
+
+
+def _subset_args(args) -> str:
+    """The --only / --method options of this invocation, as they would be typed (empty when none)."""
+    parts = [f" --only '{o}'" for o in (getattr(args, "only", None) or [])]
+    parts += [f" --method {m}" for m in (getattr(args, "method", None) or [])]
+    return "".join(parts)
 
 
 def _spec_arg(path: str) -> str:

@@ -257,10 +257,9 @@ else:
 
 # %%
 images = {label: run_images(res) for label, res in results.items()}
-if trained:
-    names = data.class_names or tuple(str(c) for c in range(data.num_classes))
-else:
-    names = next((found[2] for found in images.values() if found is not None), None)
+names = next((found[2] for found in images.values() if found is not None), None)
+if names is None and trained:  # a data set without images (moons): the class names from the data set itself
+    names = grlib.load_dataset(dataset).class_names or None
 rank_tables = {(label, "most"): ranked_examples(res, top=True, n=n_show, class_names=names)
                for label, res in results.items()}
 rank_tables.update({(label, "least"): ranked_examples(res, top=False, n=n_show, class_names=names)
