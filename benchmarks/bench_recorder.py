@@ -132,8 +132,11 @@ def run_loop(rounds: int, epochs: int = 1) -> dict:
         return time.perf_counter() - t
 
     ratios = []
-    for _ in range(rounds):
-        plain, recorded = loop(False), loop(True)
+    for k in range(rounds):  # the order alternates, so a drift in the machine's speed does not favour one side
+        if k % 2:
+            recorded, plain = loop(True), loop(False)
+        else:
+            plain, recorded = loop(False), loop(True)
         ratios.append(recorded / plain)
     r = statistics.median(ratios)
     print(f"loop: plain PyTorch loop, Fashion-MNIST-sized batches (128 x 784), with / without the Recorder: {r:.3f} "
