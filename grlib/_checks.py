@@ -5,7 +5,9 @@ a message that names the parameter, the value it got and what is allowed.
 """
 from __future__ import annotations
 
+import ast
 import math
+import threading
 from numbers import Integral, Real
 from typing import Iterable
 
@@ -59,3 +61,21 @@ def as_array(name: str, values):
         return np.asarray(values)
     except (ValueError, TypeError) as exc:  # ragged nested lists
         raise ValueError(f"{name} cannot be read as an array: {exc}") from None
+
+
+#: One lock for every syntax tree grlib builds: CPython 3.11 keeps the AST constructor's recursion depth in
+#: interpreter-wide state, so two threads building trees at once can fail with "SystemError: AST constructor
+#: recursion depth mismatch" (python/cpython#106905). The report runner checks notebooks in several threads.
+_AST_LOCK = threading.RLock()
+
+
+def parse_python(source: str, mode: str = "exec") -> ast.AST:
+    """``ast.parse`` under grlib's process-wide AST lock (safe from several threads)."""
+    with _AST_LOCK:
+        return ast.parse(source, mode=mode)
+
+
+def literal_value(text: str):
+    """``ast.literal_eval`` under grlib's process-wide AST lock (safe from several threads)."""
+    with _AST_LOCK:
+        return ast.literal_eval(text)

@@ -14,6 +14,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from ._checks import literal_value, parse_python
+
 __all__ = ["execute_notebook", "notebook_parameters", "check_parameters", "notebooks_dir", "NOTEBOOK_KERNEL"]
 
 NOTEBOOK_KERNEL = "python3"
@@ -68,7 +70,7 @@ def _declared(path: Path) -> tuple[dict, bool]:
     if not cells:
         return declared, False
     try:
-        tree = ast.parse(cells[0].source)
+        tree = parse_python(cells[0].source)
     except SyntaxError:  # magics and the like: papermill's view only
         return declared, True
     for node in tree.body:
@@ -102,7 +104,7 @@ def _accepts(node) -> tuple[set, list]:
         if node.value is None:
             return {_NONE}, []
         if isinstance(node.value, str):  # a quoted annotation: "float"
-            return _accepts(ast.parse(node.value, mode="eval").body)
+            return _accepts(parse_python(node.value, mode="eval").body)
         raise _Unchecked
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):  # X | Y
         (ta, la), (tb, lb) = _accepts(node.left), _accepts(node.right)
@@ -121,7 +123,7 @@ def _accepts(node) -> tuple[set, list]:
                 lits += lit
             return types, lits
         if base == "Literal":
-            values = [ast.literal_eval(a) for a in args]
+            values = [literal_value(a) for a in args]
             return set(), values
         if base in _TYPES:  # list[int], dict[str, float]: the container is checked, not its items
             return {_TYPES[base]}, []
@@ -145,7 +147,7 @@ def _declared_accepts(annotation: str):
     if not annotation or annotation == "None":  # papermill's "no annotation"
         return None
     try:
-        return _accepts(ast.parse(annotation, mode="eval").body)
+        return _accepts(parse_python(annotation, mode="eval").body)
     except (_Unchecked, SyntaxError, ValueError):
         return None
 

@@ -164,3 +164,41 @@ def test_checked_parameters_reach_the_kernel_as_declared(tmp_path):
                     "flag": ["False", "bool"], "extra": ["[1, 'two']", "list"]}
     assert executed.metadata.papermill.parameters["lam"] == 3.0
     assert (tmp_path / "out.ipynb").is_file()
+
+
+def test_syntax_trees_are_built_one_thread_at_a_time(monkeypatch):
+    """The report runner checks notebooks in several threads; CPython 3.11 can fail two concurrent AST builds
+    ("SystemError: AST constructor recursion depth mismatch", seen once in CI), so grlib builds them under a lock."""
+    import ast
+    import threading
+    import time
+    from pathlib import Path
+
+    from grlib import _checks
+
+    real_parse, state, lock = ast.parse, {"now": 0, "most": 0}, threading.Lock()
+
+    def slow_parse(*args, **kwargs):
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.01)
+        try:
+            return real_parse(*args, **kwargs)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    monkeypatch.setattr(ast, "parse", slow_parse)
+    threads = [threading.Thread(target=lambda: [_checks.parse_python("x: int = 1") for _ in range(5)] +
+                                [_checks.literal_value("[1, 2]") for _ in range(5)]) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert state["most"] == 1
+    # and no grlib module builds a tree outside the lock
+    root = Path(_checks.__file__).parent
+    offenders = [p.relative_to(root).as_posix() for p in root.rglob("*.py") if p.name != "_checks.py"
+                 and ("ast.parse(" in p.read_text() or "ast.literal_eval(" in p.read_text())]
+    assert offenders == []

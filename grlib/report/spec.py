@@ -35,7 +35,6 @@ defaults to False.  ``runs_per_kernel: 3`` executes three consecutive runs
 """
 from __future__ import annotations
 
-import ast
 import hashlib
 import itertools
 import json
@@ -43,6 +42,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+from .._checks import literal_value
 
 __all__ = ["SpecError", "ReportSpec", "NotebookRef", "Run", "load_spec", "parse_spec", "run_id_for",
            "RUNNER_PARAMETERS", "OPTIONAL_RUNNER_PARAMETERS", "SPEC_KEYS", "builtin_specs"]
@@ -406,7 +407,7 @@ def _declared_types(info: dict) -> set | None:
     name = str(info.get("inferred_type_name") or "None").strip()
     if name == "None":  # no annotation: the type of the default literal
         try:
-            default = ast.literal_eval(str(info.get("default")))
+            default = literal_value(str(info.get("default")))
         except (ValueError, SyntaxError):
             return None
         if default is None:
