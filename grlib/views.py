@@ -325,9 +325,8 @@ def train_runs(configs: dict, *, progress: bool = False) -> dict:
     """Train ``configs`` (name -> :class:`grlib.RunConfig`) on one shared data set and label noise.
 
     What notebooks 02 and 03 compare: one :func:`grlib.prepare` makes the
-    data and the noisy labels of the first config, and every run trains on
-    them (with outliers or corrupted inputs, :func:`grlib.train` adds them
-    with the run's seed, so runs with one seed see the same damaged inputs).
+    data and the noisy labels of the first config (outliers and corrupted
+    inputs included, with their masks), and every run trains on them.
     Returns ``{label: RunResult}``; a run that stops early is a RuntimeError
     (the notebooks compare whole runs).
     """
@@ -337,9 +336,8 @@ def train_runs(configs: dict, *, progress: bool = False) -> dict:
         raise ValueError(f"configs must be a non-empty mapping of name: RunConfig, got {configs!r}")
     first = next(iter(configs.values()))
     data, noisy, _ = prepare(first)
-    touched = any(c.outlier_fraction > 0 or c.corruption_fraction > 0 for c in configs.values())
-    results = {c.label: train(c, data=data, noisy=None if touched else noisy, progress=progress)
-               for c in configs.values()}
+    # noisy carries prepare's outlier/corruption masks: train() must not damage the prepared inputs again
+    results = {c.label: train(c, data=data, noisy=noisy, progress=progress) for c in configs.values()}
     for c, res in zip(configs.values(), results.values()):
         if res.epochs_completed != c.epochs:
             raise RuntimeError(f"{res!r} stopped early: {res.stopped}")

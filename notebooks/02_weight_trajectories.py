@@ -117,8 +117,8 @@ metrics_file = Path(metrics_path) if metrics_path else out_dir / f"{figure_name(
 #
 # One call to `grlib.prepare` makes the data and the noisy labels; both runs
 # share them (and the seed, hence the initialisation and the batch order).
-# With outliers or corrupted inputs, `grlib.train` adds them to that data with
-# the same seed in both runs, so both train on the same damaged inputs.
+# With outliers or corrupted inputs, `grlib.prepare` damages the inputs once
+# (keeping the masks), so both runs train on the same damaged inputs.
 
 # %%
 results = train_runs(configs, progress=progress) if trained else load_runs(run_dir)

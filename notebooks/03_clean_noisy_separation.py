@@ -138,8 +138,8 @@ metrics_file = Path(metrics_path) if metrics_path else out_dir / f"{figure_name(
 # %% [markdown]
 # ## Train CE and GR on the same noisy data (or load the saved runs)
 #
-# With outliers or corrupted inputs, `grlib.train` adds them to the prepared
-# data with the same seed in both runs.
+# With outliers or corrupted inputs, `grlib.prepare` damages the inputs once
+# (keeping the masks), and both runs train on them.
 
 # %%
 results = train_runs(configs, progress=progress) if trained else load_runs(run_dir)
