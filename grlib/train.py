@@ -253,7 +253,6 @@ def _corrupt(config: RunConfig, src: _Source):
     return noisy, {"is_outlier": nd.is_outlier, "is_corrupted": nd.is_corrupted}
 
 
-
 def _build_model(config: RunConfig, model, src: _Source):
     if model is None:
         if config.model not in ("mlp", "cnn"):

@@ -214,6 +214,7 @@ def kind_metrics(result) -> dict:
     p = result.record("eval_p" if "eval_p" in result.records else "p", -1)
     w = result.record("weight", -1) if "weight" in result.records else None
     clean = kind == 0
+    med_clean = float(np.nanmedian(w[clean])) if w is not None and clean.any() else math.nan
     for name in touched_kinds(result):
         sel, is_kind = kind_selection(result, name)
         mask = sel.copy()
@@ -223,7 +224,6 @@ def kind_metrics(result) -> dict:
         out[f"{name}_auc_confidence"] = separation_auc(conf[sel], is_kind) if conf is not None else math.nan
         out[f"{name}_data_share"] = float(mask.mean())
         if w is not None:
-            med_clean = float(np.nanmedian(w[clean])) if clean.any() else math.nan
             out[f"{name}_weight_ratio"] = float(np.nanmedian(w[mask])) / med_clean if med_clean else math.nan
             out[f"{name}_weight_share"] = float(np.nansum(w[mask]) / np.nansum(w))
     return out
